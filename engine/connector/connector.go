@@ -1,0 +1,114 @@
+// Package connector owns the targets Ferry writes to: the Target interface,
+// the classified errors every kind reports, and the kinds themselves (http,
+// postgres). It holds no engine logic: deciding what to write, hashing and
+// link tables belong to package engine.
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Op is what a change asks the target to do.
+type Op string
+
+const (
+	OpInsert Op = "insert"
+	OpUpdate Op = "update"
+)
+
+// Change is one record to write. Payload values are JSON-shaped: nil, bool,
+// int64, float64, json.Number (exact numerics), string, time.Time,
+// map[string]any and []any.
+type Change struct {
+	Op       Op
+	SourceID string // for error messages and idempotency keys; never sent unless mapped
+	TargetID string // set for OpUpdate
+	Payload  map[string]any
+}
+
+// Result is the outcome of one change.
+type Result struct {
+	// Done is false when the change was never attempted (the call stopped
+	// early, for example on an auth error): the engine leaves it untouched.
+	Done     bool
+	TargetID string // the id the target holds the record under
+	Err      *Error // nil on success
+}
+
+// Target writes changes to one connection.
+type Target interface {
+	// Write applies the changes to object and reports one result per change,
+	// in order. A non-nil error means the call as a whole failed (bad
+	// credentials, cancelled context); results then say which changes were
+	// done before it stopped.
+	Write(ctx context.Context, object string, changes []Change) ([]Result, error)
+	// Close releases connections and pools.
+	Close() error
+}
+
+// Finder is the optional capability to look records up by field values.
+// It returns the matching records (each with its target id under "id").
+type Finder interface {
+	Find(ctx context.Context, object string, match map[string]any) ([]map[string]any, error)
+}
+
+// IDTyper is the optional capability to say what SQL type the target's ids
+// have, so that link tables can store target_id in a type analysts can JOIN
+// against the target's own table without casts. Kinds without it get text.
+type IDTyper interface {
+	IDType(ctx context.Context, object string) (string, error)
+}
+
+// Class tells the engine what to do with a failed change.
+type Class string
+
+const (
+	// Rejected: the target refused the record as invalid. Recorded on the
+	// record's link row; retried on later runs, never within this one.
+	Rejected Class = "rejected"
+	// Retryable: network trouble or a 5xx; the connector already retried.
+	Retryable Class = "retryable"
+	// RateLimited: the target kept answering 429 beyond the retry budget.
+	RateLimited Class = "rate_limited"
+	// Auth: credentials are wrong or lack permission: stop the run.
+	Auth Class = "auth"
+	// Ambiguous: the request may have been applied (a timeout after the
+	// request was sent). An insert must be reconciled before it is re-sent.
+	Ambiguous Class = "ambiguous"
+	// NotFound: an update addressed a target id the target does not have.
+	NotFound Class = "not_found"
+)
+
+// Error is a classified failure of one change or of a whole call.
+type Error struct {
+	Class      Class
+	Status     int           // HTTP status or 0
+	Message    string        // what the target said, trimmed
+	RetryAfter time.Duration // for RateLimited
+	Err        error         // the underlying error, if any
+}
+
+func (e *Error) Error() string {
+	msg := e.Message
+	if msg == "" && e.Err != nil {
+		msg = e.Err.Error()
+	}
+	if e.Status != 0 {
+		return fmt.Sprintf("%s (HTTP %d): %s", e.Class, e.Status, msg)
+	}
+	return fmt.Sprintf("%s: %s", e.Class, msg)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ClassOf returns the class of err, or "" when err carries none.
+func ClassOf(err error) Class {
+	var ce *Error
+	if errors.As(err, &ce) {
+		return ce.Class
+	}
+	return ""
+}
