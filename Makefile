@@ -1,0 +1,46 @@
+# Ferry's Makefile. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO            ?= go
+SQLC_VERSION  := v1.31.1
+SQLC          := $(GO) run github.com/sqlc-dev/sqlc/cmd/sqlc@$(SQLC_VERSION)
+BIN           := bin/ferry
+DATABASE_URL  ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+export DATABASE_URL
+# Tests and the demo need a PostgreSQL; .ci/db-up starts (or installs) one.
+DB_UP         := bash .ci/db-up
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+.PHONY: demo
+demo: build ## sync the demo warehouse into a demo ERP database, twice, and show what happened
+	@$(DB_UP)
+	./$(BIN) demo
+
+.PHONY: test
+test: ## run every test against the local PostgreSQL
+	@$(DB_UP)
+	$(GO) test -count=1 -timeout 15m ./...
+
+.PHONY: build
+build: ## build bin/ferry (no cgo)
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/ferry
+
+.PHONY: generate
+generate: ## regenerate the sqlc code in queries/
+	$(SQLC) generate
+
+.PHONY: verify
+verify: ## fail if generated code drifted, code is unformatted or vet complains
+	$(SQLC) diff
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	CGO_ENABLED=0 $(GO) build -o /dev/null ./...
+
+.PHONY: bench
+bench: ## run the benchmarks (engine, connectors, scripting) and print their figures
+	@$(DB_UP)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 60m ./engine/... ./scripting/...

@@ -1,0 +1,161 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Mode says which writes a sync may make.
+type Mode string
+
+const (
+	ModeUpsert Mode = "upsert" // insert & update records
+	ModeInsert Mode = "insert" // insert only: linked records are left alone
+	ModeUpdate Mode = "update" // update only: unlinked records are left alone
+)
+
+// OnError says what a run does when a record fails.
+type OnError string
+
+const (
+	OnErrorContinue OnError = "continue"
+	OnErrorStop     OnError = "stop"
+)
+
+// Defaults a sync gets when its file leaves them out.
+const (
+	DefaultIDColumn       = "id"
+	DefaultBookmarkColumn = "_sdc_batched_at"
+	DefaultPageSize       = 1000
+	DefaultOverlap        = 5 * time.Minute
+	DefaultScopeTimeout   = 5 * time.Minute
+)
+
+// Sync is one object type flowing from a scope query to a target object. Its
+// JSON shape is what sync files hold and what the REST API accepts.
+type Sync struct {
+	Name      string     `json:"name"`
+	Source    Source     `json:"source"`
+	Target    TargetRef  `json:"target"`
+	Mode      Mode       `json:"mode,omitempty"`
+	Mapping   []Field    `json:"mapping,omitempty"`
+	Relations []Relation `json:"relations,omitempty"`
+	OnError   OnError    `json:"on_error,omitempty"`
+	// Transform names a Starlark file (relative to the sync file) defining
+	// transform(source_record, target_record, pq, target_id=None).
+	Transform string `json:"transform,omitempty"`
+
+	// File is where the sync was loaded from, for error messages.
+	File string `json:"-"`
+	// TransformSource is the transform's code, read at load time.
+	TransformSource []byte `json:"-"`
+}
+
+// Source says where a sync's records come from.
+type Source struct {
+	Table     string `json:"table,omitempty"`      // schema.table
+	Query     string `json:"query,omitempty"`      // a scope query
+	QueryFile string `json:"query_file,omitempty"` // a .sql file beside the sync file
+	IDColumn  string `json:"id_column,omitempty"`
+	// BookmarkColumn is the column incremental reads order and filter by.
+	BookmarkColumn string `json:"bookmark_column,omitempty"`
+	// Incremental false reads the whole scope on every run (the hash still
+	// skips unchanged records).
+	Incremental *bool `json:"incremental,omitempty"`
+	// Overlap re-reads this much before the bookmark, so rows committed late
+	// with an older stamp are not lost. Timestamp bookmarks only.
+	Overlap  Duration `json:"overlap,omitempty"`
+	Timeout  Duration `json:"timeout,omitempty"`
+	PageSize int      `json:"page_size,omitempty"`
+}
+
+// TargetRef names the connection and object a sync writes to.
+type TargetRef struct {
+	Connection string `json:"connection"`
+	Object     string `json:"object"`
+	// MatchOn lists target fields that identify a record in the target, used
+	// to reconcile an insert whose outcome was lost (needs a target that can
+	// look records up).
+	MatchOn []string `json:"match_on,omitempty"`
+}
+
+// Field maps one source column, or a static value, to a target field.
+type Field struct {
+	Source string          `json:"source,omitempty"`
+	Value  json.RawMessage `json:"value,omitempty"`
+	Target string          `json:"target"`
+}
+
+// Relation resolves a source foreign key through a parent sync's link table.
+type Relation struct {
+	Source string `json:"source"` // FK column in the scope
+	Sync   string `json:"sync"`   // the parent sync
+	Target string `json:"target"` // FK field in the target
+}
+
+// IsIncremental reports whether runs read past the bookmark only.
+func (s *Sync) IsIncremental() bool {
+	return s.Source.Incremental == nil || *s.Source.Incremental
+}
+
+// ScopeSQL returns the scope query of the sync.
+func (s *Sync) ScopeSQL() string {
+	if s.Source.Query != "" {
+		return s.Source.Query
+	}
+	return "SELECT * FROM " + quoteQualified(s.Source.Table)
+}
+
+func (s *Sync) applyDefaults() {
+	if s.Mode == "" {
+		s.Mode = ModeUpsert
+	}
+	if s.OnError == "" {
+		s.OnError = OnErrorContinue
+	}
+	if s.Source.IDColumn == "" {
+		s.Source.IDColumn = DefaultIDColumn
+	}
+	if s.Source.BookmarkColumn == "" {
+		s.Source.BookmarkColumn = DefaultBookmarkColumn
+	}
+	if s.Source.PageSize == 0 {
+		s.Source.PageSize = DefaultPageSize
+	}
+	if s.Source.Overlap.Duration == 0 && s.Source.Overlap.set == false {
+		s.Source.Overlap.Duration = DefaultOverlap
+	}
+	if s.Source.Timeout.Duration == 0 {
+		s.Source.Timeout.Duration = DefaultScopeTimeout
+	}
+}
+
+// Duration is a time.Duration written as "90s" or "5m" in files.
+type Duration struct {
+	time.Duration
+	set bool
+}
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string like \"30s\" or \"5m\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("bad duration %q: write it like \"30s\" or \"5m\"", s)
+	}
+	if v < 0 {
+		return fmt.Errorf("duration %q must not be negative", s)
+	}
+	d.Duration, d.set = v, true
+	return nil
+}
+
+// namePattern is what sync and connection names must look like: they become
+// link table names, so they stay plain lower-case identifiers.
+var namePattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)

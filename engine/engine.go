@@ -1,0 +1,101 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ferry-sync/ferry/engine/connector"
+	"github.com/ferry-sync/ferry/queries"
+)
+
+// Opener opens the target of a connection.
+type Opener func(ctx context.Context, c Connection) (connector.Target, error)
+
+// Engine runs the syncs of one project against one warehouse.
+type Engine struct {
+	db      *pgxpool.Pool
+	q       *queries.Queries
+	project *Project
+	open    Opener
+	log     *slog.Logger
+	scripts TransformerFactory
+
+	mu      sync.Mutex
+	targets map[string]connector.Target
+}
+
+// Options configure an Engine.
+type Options struct {
+	// Open opens targets; OpenTarget (the built-in kinds) when nil.
+	Open Opener
+	// Logger gets run progress and warnings; slog.Default() when nil.
+	Logger *slog.Logger
+	// Transformers compiles syncs' transforms; syncs with a transform fail
+	// when it is nil.
+	Transformers TransformerFactory
+}
+
+// New returns an engine. db is the warehouse, which also holds Ferry's state
+// (schema ferry) and the link tables; it must be migrated.
+func New(db *pgxpool.Pool, p *Project, opts Options) *Engine {
+	if opts.Open == nil {
+		opts.Open = OpenTarget
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Engine{db: db, q: queries.New(db), project: p, open: opts.Open, log: opts.Logger, scripts: opts.Transformers, targets: map[string]connector.Target{}}
+}
+
+// Project returns the engine's project.
+func (e *Engine) Project() *Project { return e.project }
+
+// target returns the open target of a connection, opening it once.
+func (e *Engine) target(ctx context.Context, name string) (connector.Target, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if t, ok := e.targets[name]; ok {
+		return t, nil
+	}
+	c, ok := e.project.Connections[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown connection %q", name)
+	}
+	t, err := e.open(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("opening connection %s: %w", name, err)
+	}
+	e.targets[name] = t
+	return t, nil
+}
+
+// Close closes every target the engine opened.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var errs []error
+	for name, t := range e.targets {
+		if err := t.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("closing connection %s: %w", name, err))
+		}
+		delete(e.targets, name)
+	}
+	return errors.Join(errs...)
+}
+
+// ErrBusy is returned when another process is running the same sync.
+var ErrBusy = errors.New("sync is already running")
+
+// lockKey is the advisory lock key of a sync: one run at a time per sync,
+// across every process that shares the warehouse.
+func lockKey(sync string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("ferry.sync." + sync))
+	return int64(h.Sum64())
+}

@@ -1,0 +1,115 @@
+// Package enginetest holds what the engine's tests and benchmarks share: an
+// in-process target and helpers that build warehouses.
+package enginetest
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/ferry-sync/ferry/engine/connector"
+)
+
+// Memory is an in-process target: records kept in maps, ids assigned in
+// order, a validation hook, and counters. It has no latency, so benchmarks
+// against it measure the engine alone.
+type Memory struct {
+	mu      sync.Mutex
+	next    int
+	objects map[string]map[string]map[string]any
+	// Validate, when set, rejects a payload by returning a message.
+	Validate func(object string, payload map[string]any) string
+	// AuthFail makes every call fail as bad credentials.
+	AuthFail bool
+	calls    int
+	writes   int
+}
+
+// NewMemory returns an empty in-process target.
+func NewMemory() *Memory {
+	return &Memory{objects: map[string]map[string]map[string]any{}}
+}
+
+// Write implements connector.Target.
+func (m *Memory) Write(ctx context.Context, object string, changes []connector.Change) ([]connector.Result, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	results := make([]connector.Result, len(changes))
+	if m.AuthFail {
+		m.writes++
+		results[0] = connector.Result{Done: true, Err: &connector.Error{Class: connector.Auth, Status: 401, Message: "invalid token"}}
+		return results, results[0].Err
+	}
+	objs := m.objects[object]
+	if objs == nil {
+		objs = map[string]map[string]any{}
+		m.objects[object] = objs
+	}
+	for i, c := range changes {
+		if err := ctx.Err(); err != nil {
+			return results, err
+		}
+		m.writes++
+		if m.Validate != nil {
+			if msg := m.Validate(object, c.Payload); msg != "" {
+				results[i] = connector.Result{Done: true, Err: &connector.Error{Class: connector.Rejected, Status: 422, Message: msg}}
+				continue
+			}
+		}
+		rec := make(map[string]any, len(c.Payload))
+		for k, v := range c.Payload {
+			rec[k] = v
+		}
+		switch c.Op {
+		case connector.OpInsert:
+			m.next++
+			id := strconv.Itoa(m.next)
+			objs[id] = rec
+			results[i] = connector.Result{Done: true, TargetID: id}
+		case connector.OpUpdate:
+			if _, ok := objs[c.TargetID]; !ok {
+				results[i] = connector.Result{Done: true, Err: &connector.Error{Class: connector.NotFound, Status: 404, Message: fmt.Sprintf("no %s with id %s", object, c.TargetID)}}
+				continue
+			}
+			objs[c.TargetID] = rec
+			results[i] = connector.Result{Done: true, TargetID: c.TargetID}
+		}
+	}
+	return results, nil
+}
+
+// Close implements connector.Target.
+func (m *Memory) Close() error { return nil }
+
+// Records returns a copy of the records of object, by id.
+func (m *Memory) Records(object string) map[string]map[string]any {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]map[string]any{}
+	for id, r := range m.objects[object] {
+		out[id] = r
+	}
+	return out
+}
+
+// Put stores a record as if it had been created in the target by hand.
+func (m *Memory) Put(object string, payload map[string]any) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.objects[object] == nil {
+		m.objects[object] = map[string]map[string]any{}
+	}
+	m.next++
+	id := strconv.Itoa(m.next)
+	m.objects[object][id] = payload
+	return id
+}
+
+// Writes counts the changes the target was asked to apply.
+func (m *Memory) Writes() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.writes
+}

@@ -1,0 +1,297 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// LinkSchema holds one link table per sync.
+const LinkSchema = "link_tables"
+
+// Link statuses.
+const (
+	StatusSuccess = "success"
+	StatusError   = "error"
+	StatusSkipped = "skipped" // same hash as the last successful write, or skipped by the transform
+	StatusMatched = "matched" // seeded by a user, or found by a lookup: update, never insert
+	StatusPending = "pending" // an insert whose outcome is not known yet
+)
+
+// dbtx is what link tables need of a pool, a connection or a transaction.
+type dbtx interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// linkTable is link_tables.<sync>. Its shape is fixed; only its name and the
+// types of source_id and target_id vary (they follow the source id column
+// and the target's ids, so analysts JOIN without casts).
+type linkTable struct {
+	sync       string
+	ident      string // quoted link_tables."<sync>"
+	sourceType string
+	targetType string
+}
+
+// LinkRow is one row of a link table.
+type LinkRow struct {
+	SourceID      string     `json:"source_id"`
+	TargetID      *string    `json:"target_id"`
+	Status        string     `json:"status"`
+	Hash          *string    `json:"hash"`
+	Error         *string    `json:"error"`
+	ErrorClass    *string    `json:"error_class"`
+	Attempts      int32      `json:"attempts"`
+	FirstSyncedAt *time.Time `json:"first_synced_at"`
+	LastSyncedAt  *time.Time `json:"last_synced_at"`
+	UpdatedAt     time.Time  `json:"updated_at"`
+}
+
+func newLinkTable(sync, sourceType, targetType string) *linkTable {
+	return &linkTable{sync: sync, ident: pgx.Identifier{LinkSchema, sync}.Sanitize(), sourceType: sourceType, targetType: targetType}
+}
+
+// openLinkTable returns the link table of sync with the types it was made
+// with, or nil when it does not exist yet.
+func openLinkTable(ctx context.Context, db dbtx, sync string) (*linkTable, error) {
+	var src, tgt string
+	err := db.QueryRow(ctx, `
+		SELECT format_type(s.atttypid, s.atttypmod), format_type(t.atttypid, t.atttypmod)
+		FROM pg_attribute s JOIN pg_attribute t ON t.attrelid = s.attrelid
+		WHERE s.attrelid = to_regclass($1) AND s.attname = 'source_id' AND t.attname = 'target_id'`,
+		pgx.Identifier{LinkSchema, sync}.Sanitize()).Scan(&src, &tgt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("looking up link table %s.%s: %w", LinkSchema, sync, err)
+	}
+	return newLinkTable(sync, src, tgt), nil
+}
+
+// ensureLinkTable creates the link table of sync when it does not exist, and
+// returns it (with the types it already has, if it existed).
+func ensureLinkTable(ctx context.Context, db dbtx, sync, sourceType, targetType string) (*linkTable, error) {
+	if lt, err := openLinkTable(ctx, db, sync); err != nil || lt != nil {
+		return lt, err
+	}
+	lt := newLinkTable(sync, sourceType, targetType)
+	// Types come from format_type on the warehouse's own catalog, never from
+	// user text; the status default lets analysts seed rows with just
+	// (source_id, target_id).
+	ddl := fmt.Sprintf(`CREATE SCHEMA IF NOT EXISTS %[1]s;
+CREATE TABLE IF NOT EXISTS %[2]s (
+    source_id       %[3]s PRIMARY KEY,
+    target_id       %[4]s,
+    status          text NOT NULL DEFAULT 'matched'
+                    CHECK (status IN ('success', 'error', 'skipped', 'matched', 'pending')),
+    hash            text,
+    error           text,
+    error_class     text,
+    attempts        integer NOT NULL DEFAULT 0,
+    payload         jsonb,
+    first_synced_at timestamptz,
+    last_synced_at  timestamptz,
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS %[5]s ON %[2]s (status) WHERE status IN ('error', 'pending');
+CREATE INDEX IF NOT EXISTS %[6]s ON %[2]s (target_id);
+COMMENT ON TABLE %[2]s IS %[7]s`,
+		quoteIdent(LinkSchema), lt.ident, sourceType, targetType,
+		quoteIdent(sync+"_retry_idx"), quoteIdent(sync+"_target_idx"),
+		quoteLiteral("Ferry link table of sync "+sync+": one row per source record (status success|error|skipped|matched|pending). Seed rows with status matched to link existing target records."))
+	if _, err := db.Exec(ctx, ddl); err != nil {
+		return nil, fmt.Errorf("creating link table %s: %w", lt.ident, err)
+	}
+	return lt, nil
+}
+
+func quoteLiteral(s string) string {
+	out := []byte{'\''}
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' {
+			out = append(out, '\'')
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '\''))
+}
+
+// linkState is what the engine needs of an existing link row to decide.
+type linkState struct {
+	targetID string // "" when none
+	status   string
+	hash     string
+}
+
+// fetch returns the link rows of ids, keyed by source id text.
+func (lt *linkTable) fetch(ctx context.Context, db dbtx, ids []string) (map[string]linkState, error) {
+	out := make(map[string]linkState, len(ids))
+	if lt == nil || len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := db.Query(ctx, fmt.Sprintf(
+		`SELECT source_id::text, coalesce(target_id::text, ''), status, coalesce(hash, '') FROM %s WHERE source_id = ANY($1::text[]::%s[])`,
+		lt.ident, lt.sourceType), ids)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", lt.ident, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var st linkState
+		if err := rows.Scan(&id, &st.targetID, &st.status, &st.hash); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", lt.ident, err)
+		}
+		out[id] = st
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", lt.ident, err)
+	}
+	return out, nil
+}
+
+// targetIDs maps parent source ids to their target ids (linked rows only).
+func (lt *linkTable) targetIDs(ctx context.Context, db dbtx, ids []string) (map[string]string, error) {
+	out := make(map[string]string, len(ids))
+	if lt == nil || len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := db.Query(ctx, fmt.Sprintf(
+		`SELECT source_id::text, target_id::text FROM %s WHERE source_id = ANY($1::text[]::%s[]) AND target_id IS NOT NULL`,
+		lt.ident, lt.sourceType), ids)
+	if err != nil {
+		return nil, fmt.Errorf("reading parent link table %s: %w", lt.ident, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var s, t string
+		if err := rows.Scan(&s, &t); err != nil {
+			return nil, fmt.Errorf("reading parent link table %s: %w", lt.ident, err)
+		}
+		out[s] = t
+	}
+	return out, rows.Err()
+}
+
+// retryIDs returns the ids whose rows are in error or pending: they are
+// read again on every run, whatever the bookmark.
+func (lt *linkTable) retryIDs(ctx context.Context, db dbtx) ([]string, error) {
+	if lt == nil {
+		return nil, nil
+	}
+	rows, err := db.Query(ctx, fmt.Sprintf(`SELECT source_id::text FROM %s WHERE status IN ('error', 'pending') ORDER BY source_id`, lt.ident))
+	if err != nil {
+		return nil, fmt.Errorf("reading records to retry from %s: %w", lt.ident, err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// linkWrite is one link row to upsert. Nil pointers keep what the row has.
+type linkWrite struct {
+	sourceID   string
+	targetID   *string
+	status     string
+	hash       *string
+	errText    *string
+	errClass   *string
+	payload    *string // JSON
+	synced     bool    // a write succeeded: stamp last (and first) sync time
+	failedOnce bool    // count an attempt
+}
+
+// upsert writes link rows in one statement.
+func (lt *linkTable) upsert(ctx context.Context, db dbtx, ws []linkWrite) error {
+	if len(ws) == 0 {
+		return nil
+	}
+	// One statement may touch a row once: the last write of an id wins.
+	last := make(map[string]int, len(ws))
+	for i, w := range ws {
+		last[w.sourceID] = i
+	}
+	if len(last) < len(ws) {
+		kept := make([]linkWrite, 0, len(last))
+		for i, w := range ws {
+			if last[w.sourceID] == i {
+				kept = append(kept, w)
+			}
+		}
+		ws = kept
+	}
+	n := len(ws)
+	ids, tids, statuses, hashes, errs, classes, payloads := make([]string, n), make([]*string, n), make([]string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+	synced, failed := make([]bool, n), make([]bool, n)
+	for i, w := range ws {
+		ids[i], tids[i], statuses[i], hashes[i], errs[i], classes[i], payloads[i] = w.sourceID, w.targetID, w.status, w.hash, w.errText, w.errClass, w.payload
+		synced[i], failed[i] = w.synced, w.failedOnce
+	}
+	sql := fmt.Sprintf(`
+INSERT INTO %[1]s AS l (source_id, target_id, status, hash, error, error_class, attempts, payload, first_synced_at, last_synced_at, updated_at)
+SELECT u.source_id::%[2]s, u.target_id::%[3]s, u.status, u.hash, u.error, u.error_class,
+       CASE WHEN u.failed THEN 1 ELSE 0 END, u.payload::jsonb,
+       CASE WHEN u.synced THEN now() END, CASE WHEN u.synced THEN now() END, now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bool[], $9::bool[])
+     AS u(source_id, target_id, status, hash, error, error_class, payload, synced, failed)
+ON CONFLICT (source_id) DO UPDATE SET
+    target_id       = coalesce(EXCLUDED.target_id, l.target_id),
+    status          = EXCLUDED.status,
+    hash            = coalesce(EXCLUDED.hash, l.hash),
+    error           = EXCLUDED.error,
+    error_class     = EXCLUDED.error_class,
+    attempts        = CASE WHEN EXCLUDED.attempts > 0 THEN l.attempts + 1
+                           WHEN EXCLUDED.status = 'pending' THEN l.attempts ELSE 0 END,
+    payload         = coalesce(EXCLUDED.payload, l.payload),
+    first_synced_at = coalesce(l.first_synced_at, EXCLUDED.first_synced_at),
+    last_synced_at  = coalesce(EXCLUDED.last_synced_at, l.last_synced_at),
+    updated_at      = now()`, lt.ident, lt.sourceType, lt.targetType)
+	if _, err := db.Exec(ctx, sql, ids, tids, statuses, hashes, errs, classes, payloads, synced, failed); err != nil {
+		return fmt.Errorf("recording %d link rows in %s: %w", n, lt.ident, err)
+	}
+	return nil
+}
+
+// LinkRows lists link rows for status reports and tests: rows with status
+// (all when empty), most recently changed first.
+func LinkRows(ctx context.Context, db dbtx, sync, status string, limit int) ([]LinkRow, error) {
+	lt, err := openLinkTable(ctx, db, sync)
+	if err != nil || lt == nil {
+		return nil, err
+	}
+	rows, err := db.Query(ctx, fmt.Sprintf(`
+		SELECT source_id::text, target_id::text, status, hash, error, error_class, attempts, first_synced_at, last_synced_at, updated_at
+		FROM %s WHERE ($1 = '' OR status = $1) ORDER BY updated_at DESC, source_id LIMIT $2`, lt.ident), status, limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", lt.ident, err)
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[LinkRow])
+}
+
+// LinkCounts counts a sync's link rows by status.
+func LinkCounts(ctx context.Context, db dbtx, sync string) (map[string]int64, error) {
+	out := map[string]int64{}
+	lt, err := openLinkTable(ctx, db, sync)
+	if err != nil || lt == nil {
+		return out, err
+	}
+	rows, err := db.Query(ctx, fmt.Sprintf(`SELECT status, count(*) FROM %s GROUP BY status`, lt.ident))
+	if err != nil {
+		return nil, fmt.Errorf("counting %s: %w", lt.ident, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var s string
+		var n int64
+		if err := rows.Scan(&s, &n); err != nil {
+			return nil, err
+		}
+		out[s] = n
+	}
+	return out, rows.Err()
+}

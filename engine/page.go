@@ -1,0 +1,425 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ferry-sync/ferry/engine/connector"
+)
+
+// item is one record on its way through a page.
+type item struct {
+	rec      *record
+	id       string
+	link     linkState
+	linked   bool
+	mapped   map[string]any
+	payload  map[string]any
+	hash     string
+	decision Decision
+	targetID string
+	reason   string
+	class    string
+	printed  []string
+	op       connector.Op
+}
+
+// page takes one page of records from decision to recorded outcome. It
+// returns an error only when the run must end (the warehouse or the
+// target's credentials failed); record failures are recorded and counted.
+func (r *runner) page(ctx context.Context, recs []*record) error {
+	items, err := r.decide(ctx, recs)
+	if err != nil {
+		return err
+	}
+	if err := r.transform(ctx, items); err != nil {
+		return err
+	}
+	writeErr := r.write(ctx, items)
+	r.report(items)
+	if r.opts.Progress != nil {
+		r.opts.Progress(Progress{Sync: r.s.Name, Counts: r.res.Counts, Elapsed: time.Since(r.started)})
+	}
+	if writeErr != nil {
+		return writeErr
+	}
+	if r.s.OnError == OnErrorStop {
+		for _, it := range items {
+			if it.decision == DecideFail || it.decision == DecideInvalid {
+				r.res.Status = RunStopped
+				r.res.Error = fmt.Sprintf("stopped at source id %s: %s (on_error: stop; fix the record or set on_error: continue)", it.id, it.reason)
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+// decide maps every record, resolves its relations, hashes it and compares
+// with its link row. Link rows and parent ids are read once per page.
+func (r *runner) decide(ctx context.Context, recs []*record) ([]*item, error) {
+	items := make([]*item, 0, len(recs))
+	ids := make([]string, 0, len(recs))
+	for _, rec := range recs {
+		if rec.id == nil {
+			r.res.Counts.Invalid++
+			r.runError(ctx, nil, "invalid", fmt.Sprintf("a scope row has a NULL %s; rows need an id to be synced", r.s.Source.IDColumn))
+			continue
+		}
+		items = append(items, &item{rec: rec, id: *rec.id})
+		ids = append(ids, *rec.id)
+	}
+	links, err := r.lt.fetch(ctx, r.e.db, ids)
+	if err != nil {
+		return nil, fmt.Errorf("sync %s: %w", r.s.Name, err)
+	}
+	parents := make([]map[string]string, len(r.parents))
+	for i, plt := range r.parents {
+		var keys []string
+		for _, it := range items {
+			if k := it.rec.rels[i]; k != nil {
+				keys = append(keys, *k)
+			}
+		}
+		if parents[i], err = plt.targetIDs(ctx, r.e.db, keys); err != nil {
+			return nil, fmt.Errorf("sync %s: %w", r.s.Name, err)
+		}
+	}
+	for _, it := range items {
+		it.link, it.linked = links[it.id]
+		if it.rec.n > 1 {
+			it.fail(DecideInvalid, "invalid", fmt.Sprintf("source id %s appears %d times in the scope; ids must be unique (a join that fans out?): fix the scope query", it.id, it.rec.n))
+			continue
+		}
+		it.mapped = r.mapRecord(it.rec)
+		if msg := r.resolve(it, parents); msg != "" {
+			it.fail(DecideFail, "dependency", msg)
+			continue
+		}
+		it.hash = r.hashOf(it.mapped)
+		it.decision = r.choose(it)
+	}
+	return items, nil
+}
+
+func (it *item) fail(d Decision, class, msg string) {
+	it.decision, it.class, it.reason = d, class, msg
+}
+
+// mapRecord builds the target record from the mapping; without a mapping
+// every scope column maps to the field of the same name, except the id,
+// the bookmark, relation keys and the ELT's _sdc_ columns.
+func (r *runner) mapRecord(rec *record) map[string]any {
+	s := r.s
+	if len(s.Mapping) == 0 {
+		out := make(map[string]any, len(rec.values))
+		skip := map[string]bool{s.Source.IDColumn: true}
+		if r.sc.bookmark != nil {
+			skip[r.sc.bookmark.Name] = true
+		}
+		for _, rel := range s.Relations {
+			skip[rel.Source] = true
+		}
+		for k, v := range rec.values {
+			if !skip[k] && !strings.HasPrefix(k, "_sdc_") {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	out := make(map[string]any, len(s.Mapping)+len(s.Relations))
+	for _, f := range s.Mapping {
+		if f.Source != "" {
+			out[f.Target] = rec.values[f.Source]
+		} else {
+			out[f.Target] = r.static[f.Target]
+		}
+	}
+	return out
+}
+
+// resolve puts each relation's parent target id into the mapped record, or
+// says which parent is missing.
+func (r *runner) resolve(it *item, parents []map[string]string) string {
+	for i, rel := range r.s.Relations {
+		key := it.rec.rels[i]
+		if key == nil {
+			it.mapped[rel.Target] = nil
+			continue
+		}
+		tid, ok := parents[i][*key]
+		if !ok {
+			if r.parents[i] == nil {
+				return fmt.Sprintf("parent sync %s has not run yet (no link_tables.%s): run %s first; this record is retried on every run until its parent is synced", rel.Sync, rel.Sync, rel.Sync)
+			}
+			return fmt.Sprintf("parent %s id %s has no target id yet in link_tables.%s: sync %s first; this record is retried on every run until its parent is synced", rel.Sync, *key, rel.Sync, rel.Sync)
+		}
+		it.mapped[rel.Target] = typedID(tid, r.parents[i].targetType)
+	}
+	return ""
+}
+
+// typedID sends integer ids as numbers, so targets with numeric foreign
+// keys get the type they expect.
+func typedID(id, sqlType string) any {
+	switch sqlType {
+	case "bigint", "integer", "smallint":
+		if n, err := strconv.ParseInt(id, 10, 64); err == nil {
+			return n
+		}
+	}
+	return id
+}
+
+func (r *runner) hashOf(m map[string]any) string {
+	b, err := json.Marshal(m)
+	if err != nil {
+		b = []byte(fmt.Sprint(m))
+	}
+	h := sha256.New()
+	h.Write([]byte(r.finger))
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// choose decides between insert, update, unchanged and skip from the link
+// row and the mode.
+func (r *runner) choose(it *item) Decision {
+	hasTarget := it.linked && it.link.targetID != ""
+	switch {
+	case it.linked && !hasTarget && it.link.status == StatusPending:
+		return r.reconcile(it)
+	case hasTarget && it.link.hash != "" && it.link.hash == it.hash:
+		it.targetID = it.link.targetID
+		return DecideUnchanged
+	case hasTarget:
+		it.targetID = it.link.targetID
+		if r.s.Mode == ModeInsert {
+			it.reason = "insert-only sync: the record is linked already"
+			return DecideSkip
+		}
+		return DecideUpdate
+	default:
+		if r.s.Mode == ModeUpdate {
+			it.reason = "update-only sync: no linked target record (seed link_tables." + r.s.Name + " with status matched to link one)"
+			return DecideSkip
+		}
+		return DecideInsert
+	}
+}
+
+// reconcile settles an insert whose outcome was lost (a crash, or an
+// ambiguous timeout): look the record up in the target by match_on when the
+// target can; otherwise leave it pending rather than risk a duplicate.
+func (r *runner) reconcile(it *item) Decision {
+	it.fail(DecideFail, "pending", fmt.Sprintf(
+		"an earlier insert of source id %s may or may not have reached the target; check %s for it, then set link_tables.%s row %s to target_id=<id>, status 'matched' (found) or status 'error' (absent: it is inserted again)%s",
+		it.id, r.s.Target.Object, r.s.Name, it.id, r.matchHint()))
+	return DecideFail
+}
+
+func (r *runner) matchHint() string {
+	if len(r.s.Target.MatchOn) == 0 {
+		return "; set target.match_on to let Ferry look it up itself"
+	}
+	return ""
+}
+
+// transform runs the sync's transform on the records that will be written.
+func (r *runner) transform(ctx context.Context, items []*item) error {
+	for _, it := range items {
+		if it.decision == DecideInsert || it.decision == DecideUpdate {
+			it.payload = it.mapped
+		}
+	}
+	return nil
+}
+
+// write records intents, sends the changes and records every outcome.
+func (r *runner) write(ctx context.Context, items []*item) error {
+	var changes []connector.Change
+	var sent []*item
+	for _, it := range items {
+		switch it.decision {
+		case DecideInsert:
+			changes = append(changes, connector.Change{Op: connector.OpInsert, SourceID: it.id, Payload: it.payload})
+			sent = append(sent, it)
+		case DecideUpdate:
+			changes = append(changes, connector.Change{Op: connector.OpUpdate, SourceID: it.id, TargetID: it.targetID, Payload: it.payload})
+			sent = append(sent, it)
+		}
+	}
+	if r.opts.DryRun {
+		return nil
+	}
+	// An insert whose answer is lost must not become a duplicate: mark it
+	// pending first, so the next run reconciles instead of inserting again.
+	var intents []linkWrite
+	for _, it := range sent {
+		if it.decision == DecideInsert {
+			intents = append(intents, linkWrite{sourceID: it.id, status: StatusPending})
+		}
+	}
+	if err := r.lt.upsert(ctx, r.e.db, intents); err != nil {
+		return fmt.Errorf("sync %s: recording write intents: %w", r.s.Name, err)
+	}
+	var results []connector.Result
+	var callErr error
+	if len(changes) > 0 {
+		results, callErr = r.target.Write(ctx, r.s.Target.Object, changes)
+		if len(results) != len(changes) {
+			padded := make([]connector.Result, len(changes))
+			copy(padded, results)
+			results = padded
+		}
+	}
+	for i, it := range sent {
+		res := results[i]
+		switch {
+		case !res.Done:
+			it.op = changes[i].Op
+			it.fail(DecideNotSent, "not_sent", "not sent: the run stopped before this record was written")
+		case res.Err != nil:
+			r.res.Counts.TargetCalls++
+			it.fail(DecideFail, string(res.Err.Class), r.describeWriteError(changes[i], res.Err))
+			if res.Err.Class == connector.Ambiguous && changes[i].Op == connector.OpInsert {
+				it.class = "pending"
+			}
+		default:
+			r.res.Counts.TargetCalls++
+			if changes[i].Op == connector.OpInsert {
+				it.targetID = res.TargetID
+			}
+		}
+	}
+	if err := r.record(ctx, items); err != nil {
+		return err
+	}
+	if callErr != nil {
+		if connector.ClassOf(callErr) == connector.Auth {
+			return fmt.Errorf("sync %s: connection %s refused the credentials: %w; fix them (see the connection's auth settings) and run again: records not written yet are untouched", r.s.Name, r.s.Target.Connection, callErr)
+		}
+		return fmt.Errorf("sync %s: writing to connection %s: %w", r.s.Name, r.s.Target.Connection, callErr)
+	}
+	return nil
+}
+
+func (r *runner) describeWriteError(c connector.Change, err *connector.Error) string {
+	what := "inserting"
+	if c.Op == connector.OpUpdate {
+		what = "updating " + c.TargetID + " in"
+	}
+	msg := fmt.Sprintf("%s %s refused source id %s: %s", what, r.s.Target.Object, c.SourceID, err.Error())
+	switch err.Class {
+	case connector.NotFound:
+		msg += fmt.Sprintf("; the target record is gone: delete the row of source id %s from link_tables.%s to insert it again", c.SourceID, r.s.Name)
+	case connector.Ambiguous:
+		msg += "; the target may have applied it: Ferry reconciles before sending it again"
+	case connector.Rejected:
+		msg += "; fix the source data or the mapping: the record is retried on every run"
+	default:
+		msg += "; retried on the next run"
+	}
+	return msg
+}
+
+// record writes the page's link rows in one statement.
+func (r *runner) record(ctx context.Context, items []*item) error {
+	var ws []linkWrite
+	var notSent []string
+	for _, it := range items {
+		switch it.decision {
+		case DecideInsert, DecideUpdate:
+			tid := it.targetID
+			p := payloadJSON(it.payload)
+			h := it.hash
+			ws = append(ws, linkWrite{sourceID: it.id, targetID: &tid, status: StatusSuccess, hash: &h, payload: p, synced: true})
+		case DecideUnchanged:
+			if it.link.status != StatusSkipped {
+				ws = append(ws, linkWrite{sourceID: it.id, status: StatusSkipped})
+			}
+		case DecideSkip:
+			if it.class == "transform" {
+				reason := it.reason
+				ws = append(ws, linkWrite{sourceID: it.id, status: StatusSkipped, errText: &reason})
+			}
+		case DecideNotSent:
+			// Leave the record as it was before this run: drop the intent of
+			// a new record, put a retried one back in error.
+			if !it.linked {
+				notSent = append(notSent, it.id)
+				break
+			}
+			msg, class := it.reason, it.class
+			ws = append(ws, linkWrite{sourceID: it.id, status: StatusError, errText: &msg, errClass: &class})
+		case DecideFail, DecideInvalid:
+			msg, class := it.reason, it.class
+			status := StatusError
+			if class == "pending" {
+				status = StatusPending
+			}
+			ws = append(ws, linkWrite{sourceID: it.id, status: status, errText: &msg, errClass: &class, failedOnce: true})
+		}
+	}
+	if len(notSent) > 0 {
+		if _, err := r.e.db.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE source_id = ANY($1::text[]::%s[]) AND status = 'pending' AND target_id IS NULL AND error IS NULL", r.lt.ident, r.lt.sourceType), notSent); err != nil {
+			return fmt.Errorf("sync %s: clearing intents of records not sent: %w", r.s.Name, err)
+		}
+	}
+	if err := r.lt.upsert(ctx, r.e.db, ws); err != nil {
+		return fmt.Errorf("sync %s: %w", r.s.Name, err)
+	}
+	return nil
+}
+
+func payloadJSON(p map[string]any) *string {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil
+	}
+	s := string(b)
+	return &s
+}
+
+// report counts the page's outcomes and keeps samples.
+func (r *runner) report(items []*item) {
+	c := &r.res.Counts
+	for _, it := range items {
+		switch it.decision {
+		case DecideInsert:
+			c.Inserted++
+		case DecideUpdate:
+			c.Updated++
+		case DecideUnchanged:
+			c.Unchanged++
+		case DecideSkip:
+			c.Skipped++
+		case DecideInvalid:
+			c.Invalid++
+		case DecideFail:
+			c.Failed++
+		}
+		if r.opts.Samples > 0 && r.samples(it.decision) < r.opts.Samples {
+			r.res.Records = append(r.res.Records, RecordReport{
+				SourceID: it.id, Source: it.rec.values, Mapped: it.mapped, Payload: it.payload, Decision: it.decision,
+				TargetID: it.targetID, Reason: it.reason, Printed: it.printed, LinkState: it.link.status,
+			})
+		}
+	}
+}
+
+func (r *runner) samples(d Decision) int {
+	n := 0
+	for _, rr := range r.res.Records {
+		if rr.Decision == d {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,332 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// ProjectFile is the file at the root of a project folder.
+const ProjectFile = "ferry.yaml"
+
+// Project is a folder a user keeps in git: ferry.yaml (warehouse,
+// connections, groups) and one file per sync under syncs/ (YAML, with .sql
+// files for long scope queries and .star files for transforms).
+type Project struct {
+	Dir         string
+	Warehouse   Warehouse             `json:"warehouse"`
+	Connections map[string]Connection `json:"connections"`
+	Groups      map[string]Group      `json:"groups,omitempty"`
+	SyncsDir    string                `json:"syncs_dir,omitempty"`
+	// Syncs in the order their files sort in.
+	Syncs []*Sync `json:"-"`
+}
+
+// Warehouse says how to reach the warehouse database.
+type Warehouse struct {
+	// URLEnv names the environment variable holding the warehouse URL
+	// (default DATABASE_URL). URLs carry passwords, so files never do.
+	URLEnv string `json:"url_env,omitempty"`
+}
+
+// Connection is a named system Ferry writes to.
+type Connection struct {
+	Name     string          `json:"-"`
+	Kind     string          `json:"kind"`
+	Settings json.RawMessage `json:"settings,omitempty"`
+}
+
+// Group is a set of syncs run together, parents before children.
+type Group struct {
+	Syncs []string `json:"syncs"`
+	// KeepOrder runs the syncs as listed instead of ordering them by their
+	// relations.
+	KeepOrder bool `json:"keep_order,omitempty"`
+}
+
+// ConfigError is one problem in a project's files.
+type ConfigError struct {
+	File    string
+	Field   string
+	Message string
+}
+
+func (e *ConfigError) Error() string {
+	if e.Field == "" {
+		return fmt.Sprintf("%s: %s", e.File, e.Message)
+	}
+	return fmt.Sprintf("%s: %s: %s", e.File, e.Field, e.Message)
+}
+
+// LoadProject reads and checks a project folder. It reports every problem it
+// finds at once (errors.Join of *ConfigError), each naming file and field.
+// Checks that need the warehouse (do the columns exist?) are Engine.Check's.
+func LoadProject(dir string) (*Project, error) {
+	p := &Project{Dir: dir}
+	path := filepath.Join(dir, ProjectFile)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading project file: %w (a project folder holds %s and a syncs/ folder)", err, ProjectFile)
+	}
+	if err := decodeStrict(raw, p); err != nil {
+		return nil, &ConfigError{File: ProjectFile, Message: err.Error()}
+	}
+	var errs []error
+	for name, c := range p.Connections {
+		c.Name = name
+		p.Connections[name] = c
+		errs = append(errs, checkConnection(c)...)
+	}
+	if p.SyncsDir == "" {
+		p.SyncsDir = "syncs"
+	}
+	files, err := filepath.Glob(filepath.Join(dir, p.SyncsDir, "*.yaml"))
+	if err != nil {
+		return nil, fmt.Errorf("listing sync files: %w", err)
+	}
+	more, _ := filepath.Glob(filepath.Join(dir, p.SyncsDir, "*.yml"))
+	files = append(files, more...)
+	sort.Strings(files)
+	for _, f := range files {
+		s, err := loadSyncFile(dir, f)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		p.Syncs = append(p.Syncs, s)
+	}
+	errs = append(errs, p.check()...)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return p, nil
+}
+
+func loadSyncFile(dir, path string) (*Sync, error) {
+	rel, _ := filepath.Rel(dir, path)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ConfigError{File: rel, Message: err.Error()}
+	}
+	s := &Sync{}
+	if err := decodeStrict(raw, s); err != nil {
+		return nil, &ConfigError{File: rel, Message: err.Error()}
+	}
+	s.File = rel
+	if s.Name == "" {
+		s.Name = strings.TrimSuffix(strings.TrimSuffix(filepath.Base(path), ".yaml"), ".yml")
+	}
+	base := filepath.Dir(path)
+	if s.Source.QueryFile != "" {
+		q, err := os.ReadFile(filepath.Join(base, s.Source.QueryFile))
+		if err != nil {
+			return nil, &ConfigError{File: rel, Field: "source.query_file", Message: fmt.Sprintf("cannot read %s: %v", s.Source.QueryFile, err)}
+		}
+		s.Source.Query = string(q)
+	}
+	if s.Transform != "" {
+		code, err := os.ReadFile(filepath.Join(base, s.Transform))
+		if err != nil {
+			return nil, &ConfigError{File: rel, Field: "transform", Message: fmt.Sprintf("cannot read %s: %v", s.Transform, err)}
+		}
+		s.TransformSource = code
+	}
+	return s, nil
+}
+
+// ParseSync decodes one sync from its JSON (or YAML) shape, as the REST API
+// receives it, and applies defaults. Cross-sync checks need a Project.
+func ParseSync(raw []byte) (*Sync, error) {
+	s := &Sync{}
+	if err := decodeStrict(raw, s); err != nil {
+		return nil, err
+	}
+	if errs := s.check(); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	s.applyDefaults()
+	return s, nil
+}
+
+// decodeStrict decodes YAML or JSON into v, refusing unknown fields so that
+// a typo in a file is an error instead of a silently ignored setting.
+func decodeStrict(raw []byte, v any) error {
+	js, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return fmt.Errorf("not valid YAML: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	return nil
+}
+
+// Sync returns the sync named name.
+func (p *Project) Sync(name string) (*Sync, bool) {
+	for _, s := range p.Syncs {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return nil, false
+}
+
+func (p *Project) check() []error {
+	var errs []error
+	seen := map[string]string{}
+	for _, s := range p.Syncs {
+		if prev, dup := seen[s.Name]; dup {
+			errs = append(errs, &ConfigError{File: s.File, Field: "name", Message: fmt.Sprintf("sync %q is also defined in %s", s.Name, prev)})
+		}
+		seen[s.Name] = s.File
+		errs = append(errs, s.check()...)
+		if s.Target.Connection != "" {
+			if _, ok := p.Connections[s.Target.Connection]; !ok {
+				errs = append(errs, &ConfigError{File: s.File, Field: "target.connection",
+					Message: fmt.Sprintf("unknown connection %q (defined in %s: %s)", s.Target.Connection, ProjectFile, strings.Join(sortedKeys(p.Connections), ", "))})
+			}
+		}
+		for i, r := range s.Relations {
+			if r.Sync == "" {
+				continue
+			}
+			if _, ok := p.Sync(r.Sync); !ok {
+				errs = append(errs, &ConfigError{File: s.File, Field: fmt.Sprintf("relations[%d].sync", i),
+					Message: fmt.Sprintf("unknown sync %q", r.Sync)})
+			}
+		}
+		s.applyDefaults()
+	}
+	if cycle := p.findCycle(); cycle != nil {
+		first, _ := p.Sync(cycle[0])
+		errs = append(errs, &ConfigError{File: first.File, Field: "relations",
+			Message: fmt.Sprintf("relations form a cycle: %s (a parent must sync before its children)", strings.Join(cycle, " → "))})
+	}
+	for name, g := range p.Groups {
+		for i, sn := range g.Syncs {
+			if _, ok := p.Sync(sn); !ok {
+				errs = append(errs, &ConfigError{File: ProjectFile, Field: fmt.Sprintf("groups.%s.syncs[%d]", name, i), Message: fmt.Sprintf("unknown sync %q", sn)})
+			}
+		}
+	}
+	return errs
+}
+
+func (s *Sync) check() []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &ConfigError{File: s.fileOrName(), Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	if !namePattern.MatchString(s.Name) {
+		bad("name", "%q is not a valid sync name: use lower-case letters, digits and _ (it names the link table link_tables.<name>)", s.Name)
+	}
+	sources := 0
+	for _, v := range []string{s.Source.Table, s.Source.Query} {
+		if strings.TrimSpace(v) != "" {
+			sources++
+		}
+	}
+	switch {
+	case sources == 0:
+		bad("source", "set source.table, source.query or source.query_file")
+	case sources > 1:
+		bad("source", "set only one of source.table and source.query/query_file")
+	}
+	if s.Source.Table != "" && !tablePattern.MatchString(s.Source.Table) {
+		bad("source.table", "%q is not a table name (schema.table)", s.Source.Table)
+	}
+	if s.Source.PageSize < 0 || s.Source.PageSize > 100000 {
+		bad("source.page_size", "must be between 1 and 100000")
+	}
+	if s.Target.Connection == "" {
+		bad("target.connection", "required: the connection to write to")
+	}
+	if s.Target.Object == "" {
+		bad("target.object", "required: the object (table, API resource) to write to")
+	}
+	switch s.Mode {
+	case "", ModeUpsert, ModeInsert, ModeUpdate:
+	default:
+		bad("mode", "%q is not a mode: use upsert (insert & update), insert (insert only) or update (update only)", s.Mode)
+	}
+	switch s.OnError {
+	case "", OnErrorContinue, OnErrorStop:
+	default:
+		bad("on_error", "%q: use continue or stop", s.OnError)
+	}
+	targets := map[string]string{}
+	claim := func(target, where string) {
+		if prev, dup := targets[target]; dup {
+			bad(where, "target field %q is already written by %s", target, prev)
+		}
+		targets[target] = where
+	}
+	for i, f := range s.Mapping {
+		where := fmt.Sprintf("mapping[%d]", i)
+		if f.Target == "" {
+			bad(where+".target", "required: the target field to write")
+		}
+		hasSource, hasValue := f.Source != "", len(f.Value) > 0
+		if hasSource == hasValue {
+			bad(where, "set exactly one of source (a scope column) and value (a static value)")
+		}
+		if f.Target != "" {
+			claim(f.Target, where)
+		}
+	}
+	for i, r := range s.Relations {
+		where := fmt.Sprintf("relations[%d]", i)
+		if r.Source == "" || r.Sync == "" || r.Target == "" {
+			bad(where, "a relation needs source (the FK column), sync (the parent sync) and target (the FK field in the target)")
+		}
+		if r.Sync == s.Name {
+			bad(where+".sync", "a sync cannot be its own parent")
+		}
+		if r.Target != "" {
+			claim(r.Target, where)
+		}
+	}
+	return errs
+}
+
+func (s *Sync) fileOrName() string {
+	if s.File != "" {
+		return s.File
+	}
+	return "sync " + s.Name
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// NewProject builds a project from definitions held in memory (the REST
+// API's, or a test's) and checks it as LoadProject would.
+func NewProject(conns map[string]Connection, syncs ...*Sync) (*Project, error) {
+	p := &Project{Connections: map[string]Connection{}, Syncs: syncs}
+	var errs []error
+	for name, c := range conns {
+		c.Name = name
+		p.Connections[name] = c
+		errs = append(errs, checkConnection(c)...)
+	}
+	errs = append(errs, p.check()...)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return p, nil
+}

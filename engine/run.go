@@ -1,0 +1,487 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ferry-sync/ferry/engine/connector"
+	"github.com/ferry-sync/ferry/queries"
+)
+
+// RunOptions change what one run does.
+type RunOptions struct {
+	// DryRun decides what would happen and writes nothing: no target call,
+	// no link row, no bookmark, no run row (ferry plan).
+	DryRun bool
+	// IDs limits the run to these source ids and leaves the bookmark alone
+	// (ferry test).
+	IDs []string
+	// Full reads the whole scope, ignoring the bookmark.
+	Full bool
+	// Samples keeps this many example records per decision (plan, test).
+	Samples int
+	// Progress is called after every page.
+	Progress func(Progress)
+}
+
+// Progress is reported after every page of a run.
+type Progress struct {
+	Sync    string
+	Counts  Counts
+	Elapsed time.Duration
+}
+
+// Counts are what a run did, record by record.
+type Counts struct {
+	Read        int64 `json:"read"`
+	Inserted    int64 `json:"inserted"`
+	Updated     int64 `json:"updated"`
+	Unchanged   int64 `json:"unchanged"` // same hash as the last successful write
+	Skipped     int64 `json:"skipped"`   // by the mode or the transform
+	Invalid     int64 `json:"invalid"`   // null or duplicate source ids
+	Failed      int64 `json:"failed"`
+	TargetCalls int64 `json:"target_calls"`
+}
+
+// Run statuses.
+const (
+	RunSucceeded = "succeeded"
+	RunFailed    = "failed"
+	RunStopped   = "stopped" // on_error: stop met a failed record
+)
+
+// Decision is what the engine decided for one record.
+type Decision string
+
+const (
+	DecideInsert    Decision = "insert"
+	DecideUpdate    Decision = "update"
+	DecideUnchanged Decision = "unchanged"
+	DecideSkip      Decision = "skip"
+	DecideInvalid   Decision = "invalid"
+	DecideFail      Decision = "fail"
+	DecideNotSent   Decision = "not_sent" // the run stopped before it was written
+)
+
+// RecordReport says what happened to one record (plan samples, ferry test).
+type RecordReport struct {
+	SourceID  string         `json:"source_id"`
+	Source    map[string]any `json:"source,omitempty"`
+	Mapped    map[string]any `json:"mapped,omitempty"`
+	Payload   map[string]any `json:"payload,omitempty"`
+	Decision  Decision       `json:"decision"`
+	TargetID  string         `json:"target_id,omitempty"`
+	Reason    string         `json:"reason,omitempty"`
+	Printed   []string       `json:"printed,omitempty"`
+	LinkState string         `json:"link_status,omitempty"`
+}
+
+// RunResult is the outcome of a run.
+type RunResult struct {
+	RunID          int64          `json:"run_id,omitempty"`
+	Sync           string         `json:"sync"`
+	Status         string         `json:"status"`
+	Counts         Counts         `json:"counts"`
+	BookmarkBefore string         `json:"bookmark_before,omitempty"`
+	BookmarkAfter  string         `json:"bookmark_after,omitempty"`
+	Duration       time.Duration  `json:"duration"`
+	Error          string         `json:"error,omitempty"`
+	Records        []RecordReport `json:"records,omitempty"`
+}
+
+// maxRunErrors bounds the error rows one run keeps in ferry.run_errors; the
+// link table holds every record's error anyway.
+const maxRunErrors = 1000
+
+// Run runs one sync. The returned error is about the run as a whole (the
+// sync is busy, the scope query is broken, the target refused the
+// credentials); record failures are in the result's counts and link rows.
+// A result is returned whenever a run row was written, even with an error.
+func (e *Engine) Run(ctx context.Context, name string, opts RunOptions) (*RunResult, error) {
+	s, ok := e.project.Sync(name)
+	if !ok {
+		return nil, fmt.Errorf("unknown sync %q", name)
+	}
+	r := &runner{e: e, s: s, opts: opts, res: &RunResult{Sync: s.Name}, started: time.Now()}
+	err := r.run(ctx)
+	return r.res, err
+}
+
+// runner holds the state of one run.
+type runner struct {
+	e       *Engine
+	s       *Sync
+	opts    RunOptions
+	res     *RunResult
+	started time.Time
+
+	sc       *scope
+	lt       *linkTable
+	parents  []*linkTable
+	target   connector.Target
+	xf       Transformer
+	static   map[string]any
+	finger   string
+	runID    int64
+	errRows  int
+	retry    map[string]bool
+	bookmark *string
+}
+
+func (r *runner) run(ctx context.Context) (runErr error) {
+	s := r.s
+	writes := !r.opts.DryRun
+	if writes {
+		lockConn, err := r.e.db.Acquire(ctx)
+		if err != nil {
+			return fmt.Errorf("sync %s: connecting to the warehouse: %w", s.Name, err)
+		}
+		defer lockConn.Release()
+		var got bool
+		if err := lockConn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey(s.Name)).Scan(&got); err != nil {
+			return fmt.Errorf("sync %s: taking the run lock: %w", s.Name, err)
+		}
+		if !got {
+			return fmt.Errorf("sync %s: %w (another process holds its lock); wait for that run to finish", s.Name, ErrBusy)
+		}
+		defer lockConn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lockKey(s.Name)) //nolint:errcheck
+	}
+
+	readConn, err := r.e.db.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("sync %s: connecting to the warehouse: %w", s.Name, err)
+	}
+	defer readConn.Release()
+	tx, err := readConn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("sync %s: starting the read transaction: %w", s.Name, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d", s.Source.Timeout.Milliseconds())); err != nil {
+		return fmt.Errorf("sync %s: setting the statement timeout: %w", s.Name, err)
+	}
+	if r.sc, err = describeScope(ctx, tx, s); err != nil {
+		return err
+	}
+	if err := r.prepare(ctx); err != nil {
+		return err
+	}
+	if r.xf != nil {
+		defer r.xf.Close()
+	}
+
+	if writes {
+		var before *string
+		if r.bookmark != nil {
+			before = r.bookmark
+		}
+		row, err := r.e.q.RunStart(ctx, queries.RunStartParams{Sync: s.Name, BookmarkBefore: before})
+		if err != nil {
+			return fmt.Errorf("sync %s: recording the run: %w", s.Name, err)
+		}
+		r.runID = row.ID
+		r.res.RunID = row.ID
+		defer func() { r.finish(context.WithoutCancel(ctx), runErr) }()
+	}
+	if r.bookmark != nil {
+		r.res.BookmarkBefore = *r.bookmark
+		r.res.BookmarkAfter = *r.bookmark
+	}
+
+	if r.opts.IDs != nil {
+		return r.readIDs(ctx, tx, r.opts.IDs)
+	}
+	if err := r.readScope(ctx, tx); err != nil {
+		return err
+	}
+	var again []string
+	for id := range r.retry {
+		again = append(again, id)
+	}
+	return r.readIDs(ctx, tx, again)
+}
+
+// prepare opens what a run needs besides the scope: the target, the link
+// tables, the bookmark, the records to retry, the transform.
+func (r *runner) prepare(ctx context.Context) error {
+	s := r.s
+	var err error
+	if r.target, err = r.e.target(ctx, s.Target.Connection); err != nil {
+		return fmt.Errorf("sync %s: %w", s.Name, err)
+	}
+	if r.opts.DryRun {
+		r.lt, err = openLinkTable(ctx, r.e.db, s.Name)
+	} else {
+		targetType := "text"
+		if typer, ok := r.target.(connector.IDTyper); ok {
+			if targetType, err = typer.IDType(ctx, s.Target.Object); err != nil {
+				return fmt.Errorf("sync %s: asking connection %s for the id type of %s: %w", s.Name, s.Target.Connection, s.Target.Object, err)
+			}
+		}
+		r.lt, err = ensureLinkTable(ctx, r.e.db, s.Name, r.sc.id.Type, targetType)
+	}
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", s.Name, err)
+	}
+	for _, rel := range s.Relations {
+		plt, err := openLinkTable(ctx, r.e.db, rel.Sync)
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", s.Name, err)
+		}
+		r.parents = append(r.parents, plt)
+	}
+	r.static = map[string]any{}
+	for _, f := range s.Mapping {
+		if len(f.Value) == 0 {
+			continue
+		}
+		v, err := decodeJSON(f.Value)
+		if err != nil {
+			return fmt.Errorf("sync %s: static value for %s: %w", s.Name, f.Target, err)
+		}
+		r.static[f.Target] = v
+	}
+	r.finger = fingerprint(s)
+	if s.IsIncremental() && !r.opts.Full {
+		v, err := r.e.q.BookmarkGet(ctx, s.Name)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return fmt.Errorf("sync %s: reading the bookmark: %w", s.Name, err)
+		default:
+			r.bookmark = &v
+		}
+	}
+	r.retry = map[string]bool{}
+	if r.opts.IDs == nil {
+		ids, err := r.lt.retryIDs(ctx, r.e.db)
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", s.Name, err)
+		}
+		for _, id := range ids {
+			r.retry[id] = true
+		}
+	}
+	if len(s.TransformSource) > 0 {
+		if r.e.scripts == nil {
+			return fmt.Errorf("sync %s: it has a transform but this engine runs no scripts", s.Name)
+		}
+		if r.xf, err = r.e.scripts.Compile(ctx, s, r.host()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fingerprint is the part of a sync's configuration that shapes what is
+// written: editing it changes every record's hash, so everything re-syncs.
+func fingerprint(s *Sync) string {
+	b, _ := json.Marshal(struct {
+		Object    string
+		Mapping   []Field
+		Relations []Relation
+		Transform string
+	}{s.Target.Object, s.Mapping, s.Relations, string(s.TransformSource)})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+const cursorName = "ferry_scope"
+
+// readScope reads the scope past the bookmark, page by page, through a
+// cursor: each FETCH is one statement under the statement timeout, and
+// memory holds one page whatever the scope's size.
+func (r *runner) readScope(ctx context.Context, tx pgx.Tx) error {
+	sql, args := r.sc.readSQL(r.bookmark)
+	if _, err := tx.Exec(ctx, "DECLARE "+cursorName+" NO SCROLL CURSOR FOR "+sql, append([]any{pgx.QueryExecModeDescribeExec}, args...)...); err != nil {
+		return r.sc.explain(err, 0)
+	}
+	fetch := fmt.Sprintf("FETCH %d FROM %s", r.s.Source.PageSize, cursorName)
+	for {
+		recs, err := r.fetch(ctx, tx, fetch)
+		if err != nil {
+			return err
+		}
+		if len(recs) == 0 {
+			return nil
+		}
+		for _, rec := range recs {
+			if rec.id != nil {
+				delete(r.retry, *rec.id)
+			}
+		}
+		if err := r.page(ctx, recs); err != nil {
+			return err
+		}
+		if err := r.advance(ctx, recs); err != nil {
+			return err
+		}
+		if r.res.Status == RunStopped {
+			return nil
+		}
+	}
+}
+
+// readIDs reads the given source ids (records to retry, or ferry test's).
+func (r *runner) readIDs(ctx context.Context, tx pgx.Tx, ids []string) error {
+	size := r.s.Source.PageSize
+	for start := 0; start < len(ids) && r.res.Status != RunStopped; start += size {
+		chunk := ids[start:min(start+size, len(ids))]
+		recs, err := r.fetch(ctx, tx, r.sc.idsSQL(), chunk)
+		if err != nil {
+			return err
+		}
+		if err := r.page(ctx, recs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// advance moves the bookmark to the last record of a page that is past it:
+// the page's link rows are committed by now, so nothing before it is lost.
+func (r *runner) advance(ctx context.Context, recs []*record) error {
+	if r.opts.DryRun || !r.s.IsIncremental() {
+		return nil
+	}
+	var next *string
+	for _, rec := range recs {
+		if rec.after && rec.bm != nil {
+			next = rec.bm
+		}
+	}
+	if next == nil {
+		return nil
+	}
+	if err := r.e.q.BookmarkSet(ctx, queries.BookmarkSetParams{Sync: r.s.Name, Value: *next}); err != nil {
+		return fmt.Errorf("sync %s: saving the bookmark: %w", r.s.Name, err)
+	}
+	r.res.BookmarkAfter = *next
+	return nil
+}
+
+// record is one scope row.
+type record struct {
+	id     *string // text form; nil for a NULL id
+	n      int64   // how often the id occurs in what was read
+	bm     *string
+	after  bool
+	values map[string]any
+	rels   []*string
+}
+
+func (r *runner) fetch(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]*record, error) {
+	// The same FETCH text returns other columns for another sync, so pgx's
+	// statement cache must not remember its shape: describe it every time.
+	rows, err := tx.Query(ctx, sql, append([]any{pgx.QueryExecModeDescribeExec}, args...)...)
+	if err != nil {
+		return nil, r.sc.explain(err, 0)
+	}
+	defer rows.Close()
+	fields := rows.FieldDescriptions()
+	ncols := len(r.sc.columns)
+	var recs []*record
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			return nil, fmt.Errorf("sync %s: reading a scope row: %w", r.s.Name, err)
+		}
+		raw := rows.RawValues()
+		rec := &record{values: make(map[string]any, ncols), rels: make([]*string, len(r.sc.rels))}
+		for i := 0; i < ncols; i++ {
+			oid := fields[i].DataTypeOID
+			var v any
+			if (oid == pgtype.JSONOID || oid == pgtype.JSONBOID) && raw[i] != nil {
+				v, err = decodeJSON(raw[i])
+			} else {
+				v, err = normalize(oid, vals[i])
+			}
+			if err != nil {
+				return nil, fmt.Errorf("sync %s: column %s: %w", r.s.Name, fields[i].Name, err)
+			}
+			rec.values[fields[i].Name] = v
+		}
+		for i := ncols; i < len(fields); i++ {
+			name := fields[i].Name
+			switch {
+			case name == "__ferry_id":
+				rec.id = textOrNil(vals[i])
+			case name == "__ferry_n":
+				rec.n, _ = vals[i].(int64)
+			case name == "__ferry_bm":
+				rec.bm = textOrNil(vals[i])
+			case name == "__ferry_after":
+				rec.after, _ = vals[i].(bool)
+			case strings.HasPrefix(name, "__ferry_rel_"):
+				k, _ := strconv.Atoi(strings.TrimPrefix(name, "__ferry_rel_"))
+				rec.rels[k] = textOrNil(vals[i])
+			}
+		}
+		recs = append(recs, rec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, r.sc.explain(err, 0)
+	}
+	r.res.Counts.Read += int64(len(recs))
+	return recs, nil
+}
+
+func textOrNil(v any) *string {
+	if s, ok := v.(string); ok {
+		return &s
+	}
+	return nil
+}
+
+// finish records the run's outcome.
+func (r *runner) finish(ctx context.Context, runErr error) {
+	r.res.Duration = time.Since(r.started)
+	switch {
+	case runErr != nil:
+		r.res.Status = RunFailed
+		r.res.Error = runErr.Error()
+	case r.res.Status == "":
+		r.res.Status = RunSucceeded
+	}
+	c := r.res.Counts
+	var after, msg *string
+	if r.res.BookmarkAfter != "" {
+		after = &r.res.BookmarkAfter
+	}
+	if r.res.Error != "" {
+		msg = &r.res.Error
+	}
+	err := r.e.q.RunFinish(ctx, queries.RunFinishParams{
+		ID: r.runID, Status: r.res.Status, Read: c.Read, Inserted: c.Inserted, Updated: c.Updated,
+		Unchanged: c.Unchanged, Skipped: c.Skipped, Invalid: c.Invalid, Failed: c.Failed,
+		TargetCalls: c.TargetCalls, BookmarkAfter: after, Error: msg,
+	})
+	if err != nil {
+		r.e.log.Error("recording the end of a run", "sync", r.s.Name, "run", r.runID, "err", err)
+	}
+}
+
+// runError keeps a record's problem in ferry.run_errors (bounded per run).
+func (r *runner) runError(ctx context.Context, sourceID *string, class, msg string) {
+	if r.opts.DryRun || r.errRows >= maxRunErrors {
+		return
+	}
+	r.errRows++
+	if err := r.e.q.RunErrorAdd(ctx, queries.RunErrorAddParams{RunID: r.runID, SourceID: sourceID, Class: class, Message: msg}); err != nil {
+		r.e.log.Warn("recording a record error", "sync", r.s.Name, "err", err)
+	}
+}
+
+// pool is used where a Host needs the warehouse.
+func (r *runner) pool() *pgxpool.Pool { return r.e.db }

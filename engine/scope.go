@@ -1,0 +1,301 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// Column is one column of a scope query's result.
+type Column struct {
+	Name string
+	OID  uint32
+	Type string // as format_type writes it: "bigint", "timestamp with time zone" …
+}
+
+// scope is a sync's scope query, described: its columns, and the id and
+// bookmark columns among them.
+type scope struct {
+	sync     *Sync
+	sql      string // the user's query, trailing semicolons removed
+	columns  []Column
+	id       Column
+	bookmark *Column // nil for full reads
+	rels     []Column
+}
+
+// scopePrefix wraps the user's query; the newline before the closing
+// parenthesis keeps a trailing "-- comment" in the query from eating it.
+const scopePrefix = "SELECT * FROM (\n"
+
+// ScopeError is a problem with a sync's scope query: it does not parse, it
+// lacks a column, it tries to write, it takes too long.
+type ScopeError struct {
+	Sync    string
+	File    string
+	Line    int // 1-based line in the scope query, 0 when unknown
+	Column  int
+	Message string
+	Hint    string
+	Err     error
+}
+
+func (e *ScopeError) Error() string {
+	where := "sync " + e.Sync
+	if e.File != "" {
+		where += " (" + e.File + ")"
+	}
+	msg := where + ": scope query"
+	if e.Line > 0 {
+		msg += fmt.Sprintf(" line %d column %d", e.Line, e.Column)
+	}
+	msg += ": " + e.Message
+	if e.Hint != "" {
+		msg += "; " + e.Hint
+	}
+	return msg
+}
+
+func (e *ScopeError) Unwrap() error { return e.Err }
+
+func cleanScopeSQL(q string) string {
+	q = strings.TrimSpace(q)
+	for strings.HasSuffix(q, ";") {
+		q = strings.TrimSpace(strings.TrimSuffix(q, ";"))
+	}
+	return q
+}
+
+// describeScope reads a scope query's columns without reading its rows and
+// checks the id, bookmark and relation columns against them.
+func describeScope(ctx context.Context, tx pgx.Tx, s *Sync) (*scope, error) {
+	sc := &scope{sync: s, sql: cleanScopeSQL(s.ScopeSQL())}
+	if sc.sql == "" {
+		return nil, &ScopeError{Sync: s.Name, File: s.File, Message: "the query is empty"}
+	}
+	text := scopePrefix + sc.sql + "\n) s"
+	desc, err := tx.Conn().Prepare(ctx, "", text)
+	if err != nil {
+		return nil, sc.explain(err, len(scopePrefix))
+	}
+	oids := make([]uint32, len(desc.Fields))
+	mods := make([]int32, len(desc.Fields))
+	for i, f := range desc.Fields {
+		oids[i], mods[i] = f.DataTypeOID, f.TypeModifier
+	}
+	var types []string
+	if err := tx.QueryRow(ctx, "SELECT array_agg(format_type(o, m) ORDER BY n) FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY AS t(o, m, n)", oids, mods).Scan(&types); err != nil {
+		return nil, fmt.Errorf("sync %s: naming the scope's column types: %w", s.Name, err)
+	}
+	seen := map[string]bool{}
+	for i, f := range desc.Fields {
+		if seen[f.Name] {
+			return nil, &ScopeError{Sync: s.Name, File: s.File, Message: fmt.Sprintf("column %q appears twice", f.Name),
+				Hint: "give one of them another name with AS (SELECT * over a join often does this)"}
+		}
+		seen[f.Name] = true
+		if strings.HasPrefix(f.Name, "__ferry_") {
+			return nil, &ScopeError{Sync: s.Name, File: s.File, Message: fmt.Sprintf("column %q uses the prefix __ferry_, which Ferry reserves", f.Name)}
+		}
+		sc.columns = append(sc.columns, Column{Name: f.Name, OID: f.DataTypeOID, Type: types[i]})
+	}
+	col, ok := sc.column(s.Source.IDColumn)
+	if !ok {
+		return nil, &ScopeError{Sync: s.Name, File: s.File,
+			Message: fmt.Sprintf("no id column %q among the columns (%s)", s.Source.IDColumn, sc.columnNames()),
+			Hint:    "set source.id_column, or name the id column AS " + s.Source.IDColumn}
+	}
+	sc.id = col
+	if s.IsIncremental() {
+		col, ok := sc.column(s.Source.BookmarkColumn)
+		if !ok {
+			return nil, &ScopeError{Sync: s.Name, File: s.File,
+				Message: fmt.Sprintf("no bookmark column %q among the columns (%s)", s.Source.BookmarkColumn, sc.columnNames()),
+				Hint:    "include it in the query, set source.bookmark_column, or set source.incremental: false to read everything each run"}
+		}
+		if !orderable(col.OID) {
+			return nil, &ScopeError{Sync: s.Name, File: s.File,
+				Message: fmt.Sprintf("bookmark column %q has type %s, which cannot serve as a bookmark", col.Name, col.Type),
+				Hint:    "use a timestamp, date or integer column"}
+		}
+		sc.bookmark = &col
+	}
+	for i, f := range s.Mapping {
+		if f.Source == "" {
+			continue
+		}
+		if _, ok := sc.column(f.Source); !ok {
+			return nil, &ConfigError{File: s.fileOrName(), Field: fmt.Sprintf("mapping[%d].source", i),
+				Message: fmt.Sprintf("column %q is not in the scope (columns: %s)", f.Source, sc.columnNames())}
+		}
+	}
+	for i, r := range s.Relations {
+		col, ok := sc.column(r.Source)
+		if !ok {
+			return nil, &ConfigError{File: s.fileOrName(), Field: fmt.Sprintf("relations[%d].source", i),
+				Message: fmt.Sprintf("column %q is not in the scope (columns: %s)", r.Source, sc.columnNames())}
+		}
+		sc.rels = append(sc.rels, col)
+	}
+	return sc, nil
+}
+
+func orderable(oid uint32) bool {
+	switch oid {
+	case pgtype.TimestamptzOID, pgtype.TimestampOID, pgtype.DateOID,
+		pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID, pgtype.NumericOID:
+		return true
+	}
+	return false
+}
+
+func isTimeType(oid uint32) bool {
+	return oid == pgtype.TimestamptzOID || oid == pgtype.TimestampOID || oid == pgtype.DateOID
+}
+
+func (sc *scope) column(name string) (Column, bool) {
+	for _, c := range sc.columns {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Column{}, false
+}
+
+func (sc *scope) columnNames() string {
+	names := make([]string, len(sc.columns))
+	for i, c := range sc.columns {
+		names[i] = c.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// selectList is what the engine reads besides the scope's own columns: the
+// id, bookmark and relation keys in their text form (so they compare with
+// link tables whatever their type), a flag for rows past the stored
+// bookmark, and how often the id occurs in what is read (duplicates are
+// invalid).
+func (sc *scope) selectList(afterParam string) string {
+	var b strings.Builder
+	b.WriteString("s.*, (s.")
+	b.WriteString(quoteIdent(sc.id.Name))
+	b.WriteString(")::text AS __ferry_id, count(*) OVER (PARTITION BY s.")
+	b.WriteString(quoteIdent(sc.id.Name))
+	b.WriteString(") AS __ferry_n")
+	if sc.bookmark != nil {
+		bm := "s." + quoteIdent(sc.bookmark.Name)
+		fmt.Fprintf(&b, ", (%s)::text AS __ferry_bm", bm)
+		if afterParam != "" {
+			fmt.Fprintf(&b, ", (%s > %s::text::%s) AS __ferry_after", bm, afterParam, sc.bookmark.Type)
+		} else {
+			fmt.Fprintf(&b, ", (%s IS NOT NULL) AS __ferry_after", bm)
+		}
+	}
+	for i, c := range sc.rels {
+		fmt.Fprintf(&b, ", (s.%s)::text AS __ferry_rel_%d", quoteIdent(c.Name), i)
+	}
+	return b.String()
+}
+
+// readSQL builds the query of an incremental or full read. from, when set,
+// is the stored bookmark: rows from it minus the overlap are read.
+func (sc *scope) readSQL(from *string) (string, []any) {
+	var args []any
+	where := ""
+	order := "s." + quoteIdent(sc.id.Name)
+	after := ""
+	if sc.bookmark != nil {
+		bm := "s." + quoteIdent(sc.bookmark.Name)
+		order = bm + ", " + order
+		if from != nil {
+			args = append(args, *from)
+			after = "$1"
+			start := fmt.Sprintf("$1::text::%s", sc.bookmark.Type)
+			if ov := sc.sync.Source.Overlap.Duration; ov > 0 && isTimeType(sc.bookmark.OID) {
+				args = append(args, ov.String())
+				start = fmt.Sprintf("(%s - $2::text::interval)", start)
+			}
+			where = fmt.Sprintf("WHERE %s >= %s", bm, start)
+		}
+	}
+	return fmt.Sprintf("SELECT %s FROM (\n%s\n) s %s ORDER BY %s", sc.selectList(after), sc.sql, where, order), args
+}
+
+// idsSQL builds the query that reads given source ids (retries, tests).
+func (sc *scope) idsSQL() string {
+	id := "s." + quoteIdent(sc.id.Name)
+	return fmt.Sprintf("SELECT %s FROM (\n%s\n) s WHERE %s = ANY($1::text[]::%s[]) ORDER BY %s",
+		sc.selectList(""), sc.sql, id, sc.id.Type, id)
+}
+
+// explain turns a PostgreSQL error about the wrapped scope query into a
+// ScopeError that points into the user's query.
+func (sc *scope) explain(err error, offset int) error {
+	s := sc.sync
+	se := &ScopeError{Sync: s.Name, File: s.File, Message: err.Error(), Err: err}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return se
+	}
+	se.Message = pgErr.Message
+	if pgErr.Detail != "" {
+		se.Message += " (" + pgErr.Detail + ")"
+	}
+	if pgErr.Position > 0 {
+		se.Line, se.Column = position(sc.sql, int(pgErr.Position)-1-utf8.RuneCountInString(scopePrefix[:offset]))
+	}
+	switch {
+	case pgErr.Code == "25006": // read_only_sql_transaction
+		se.Message = "it tries to write: " + pgErr.Message
+		se.Hint = "a scope query may only read (SELECT); Ferry runs it in a read-only transaction"
+	case pgErr.Code == "57014": // query_canceled by statement_timeout
+		se.Message = fmt.Sprintf("it took longer than source.timeout (%s) and was cancelled", s.Source.Timeout.Duration)
+		se.Hint = "index the bookmark column, simplify the query, or raise source.timeout"
+	case pgErr.Code == "42601":
+		se.Hint = "fix the SQL; it must be one SELECT statement"
+		if first := strings.ToUpper(firstWord(sc.sql)); first == "DELETE" || first == "UPDATE" || first == "INSERT" || first == "DROP" || first == "TRUNCATE" || first == "ALTER" || first == "CREATE" {
+			se.Message = fmt.Sprintf("it is a %s statement, not a query", first)
+			se.Hint = "a scope query may only read: write it as one SELECT"
+			se.Line, se.Column = 0, 0
+		}
+	case pgErr.Code == "42P01" || pgErr.Code == "42703" || pgErr.Code == "3F000":
+		se.Hint = "check the table and column names against the warehouse"
+	case pgErr.Code == "42501":
+		se.Hint = "the warehouse user lacks permission to read this"
+	}
+	return se
+}
+
+func firstWord(q string) string {
+	q = strings.TrimLeft(q, " \t\r\n(")
+	end := strings.IndexAny(q, " \t\r\n(;")
+	if end < 0 {
+		return q
+	}
+	return q[:end]
+}
+
+// position converts a 0-based character offset into 1-based line and column.
+func position(text string, offset int) (int, int) {
+	if offset < 0 {
+		return 0, 0
+	}
+	line, col := 1, 1
+	for i, r := range []rune(text) {
+		if i == offset {
+			return line, col
+		}
+		if r == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+	}
+	return line, col
+}

@@ -1,0 +1,33 @@
+-- name: RunStart :one
+INSERT INTO ferry.runs (sync, bookmark_before)
+VALUES (@sync, sqlc.narg('bookmark_before'))
+RETURNING id, started_at;
+
+-- name: RunFinish :exec
+UPDATE ferry.runs SET
+    status = @status,
+    finished_at = now(),
+    read = @read,
+    inserted = @inserted,
+    updated = @updated,
+    unchanged = @unchanged,
+    skipped = @skipped,
+    invalid = @invalid,
+    failed = @failed,
+    target_calls = @target_calls,
+    bookmark_after = sqlc.narg('bookmark_after'),
+    error = sqlc.narg('error')
+WHERE id = @id;
+
+-- name: RunGet :one
+SELECT * FROM ferry.runs WHERE id = @id;
+
+-- name: RunListBySync :many
+SELECT * FROM ferry.runs WHERE sync = @sync ORDER BY started_at DESC, id DESC LIMIT @max_rows;
+
+-- name: RunErrorAdd :exec
+INSERT INTO ferry.run_errors (run_id, source_id, class, message)
+VALUES (@run_id, sqlc.narg('source_id'), @class, @message);
+
+-- name: RunErrorList :many
+SELECT * FROM ferry.run_errors WHERE run_id = @run_id ORDER BY id LIMIT @max_rows;
