@@ -295,3 +295,17 @@ func LinkCounts(ctx context.Context, db dbtx, sync string) (map[string]int64, er
 	}
 	return out, rows.Err()
 }
+
+// markPending marks ids whose inserts may have reached the target as
+// pending, unless their rows already hold a target id.
+func (lt *linkTable) markPending(ctx context.Context, db dbtx, ids []string, msg string) error {
+	_, err := db.Exec(ctx, fmt.Sprintf(`
+INSERT INTO %[1]s AS l (source_id, status, error, error_class)
+SELECT u::%[2]s, 'pending', $2, 'pending' FROM unnest($1::text[]) AS u
+ON CONFLICT (source_id) DO UPDATE SET status = 'pending', error = EXCLUDED.error, error_class = 'pending', updated_at = now()
+WHERE l.target_id IS NULL`, lt.ident, lt.sourceType), ids, msg)
+	if err != nil {
+		return fmt.Errorf("marking %d interrupted inserts pending in %s: %w", len(ids), lt.ident, err)
+	}
+	return nil
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferry-sync/ferry/engine/connector"
+	"github.com/ferry-sync/ferry/queries"
 )
 
 // item is one record on its way through a page.
@@ -33,7 +34,8 @@ type item struct {
 // page takes one page of records from decision to recorded outcome. It
 // returns an error only when the run must end (the warehouse or the
 // target's credentials failed); record failures are recorded and counted.
-func (r *runner) page(ctx context.Context, recs []*record) error {
+func (r *runner) page(ctx context.Context, recs []*record, rc *recorder) error {
+	r.res.Counts.Read += int64(len(recs))
 	items, err := r.decide(ctx, recs)
 	if err != nil {
 		return err
@@ -41,8 +43,12 @@ func (r *runner) page(ctx context.Context, recs []*record) error {
 	if err := r.transform(ctx, items); err != nil {
 		return err
 	}
-	writeErr := r.write(ctx, items)
+	out, writeErr := r.write(ctx, items)
 	r.report(items)
+	if writeErr == nil {
+		out.bookmark = r.nextBookmark(recs)
+	}
+	rc.submit(out)
 	if r.opts.Progress != nil {
 		r.opts.Progress(Progress{Sync: r.s.Name, Counts: r.res.Counts, Elapsed: time.Since(r.started)})
 	}
@@ -241,8 +247,10 @@ func (r *runner) transform(ctx context.Context, items []*item) error {
 	return nil
 }
 
-// write records intents, sends the changes and records every outcome.
-func (r *runner) write(ctx context.Context, items []*item) error {
+// write notes the page's write intent, sends the changes and returns the
+// link rows that record every outcome (committed by the recorder).
+func (r *runner) write(ctx context.Context, items []*item) (*pageOutcome, error) {
+	out := &pageOutcome{}
 	var changes []connector.Change
 	var sent []*item
 	for _, it := range items {
@@ -256,19 +264,25 @@ func (r *runner) write(ctx context.Context, items []*item) error {
 		}
 	}
 	if r.opts.DryRun {
-		return nil
+		return out, nil
 	}
-	// An insert whose answer is lost must not become a duplicate: mark it
-	// pending first, so the next run reconciles instead of inserting again.
-	var intents []linkWrite
+	// An insert whose answer is lost must not become a duplicate: note the
+	// page's inserts first, so that if this process dies mid-write the next
+	// run reconciles them instead of inserting again.
+	var inserts []string
 	for _, it := range sent {
 		if it.decision == DecideInsert {
-			intents = append(intents, linkWrite{sourceID: it.id, status: StatusPending})
+			inserts = append(inserts, it.id)
 		}
 	}
-	if err := r.lt.upsert(ctx, r.e.db, intents); err != nil {
-		return fmt.Errorf("sync %s: recording write intents: %w", r.s.Name, err)
+	var intent int64
+	if len(inserts) > 0 {
+		var err error
+		if intent, err = r.e.q.IntentAdd(ctx, queries.IntentAddParams{Sync: r.s.Name, RunID: &r.runID, SourceIds: inserts}); err != nil {
+			return out, fmt.Errorf("sync %s: recording write intents: %w", r.s.Name, err)
+		}
 	}
+	out.intent = intent
 	var results []connector.Result
 	var callErr error
 	if len(changes) > 0 {
@@ -298,16 +312,14 @@ func (r *runner) write(ctx context.Context, items []*item) error {
 			}
 		}
 	}
-	if err := r.record(ctx, items); err != nil {
-		return err
-	}
+	out.writes = r.linkWrites(items)
 	if callErr != nil {
 		if connector.ClassOf(callErr) == connector.Auth {
-			return fmt.Errorf("sync %s: connection %s refused the credentials: %w; fix them (see the connection's auth settings) and run again: records not written yet are untouched", r.s.Name, r.s.Target.Connection, callErr)
+			return out, fmt.Errorf("sync %s: connection %s refused the credentials: %w; fix them (see the connection's auth settings) and run again: records not written yet are untouched", r.s.Name, r.s.Target.Connection, callErr)
 		}
-		return fmt.Errorf("sync %s: writing to connection %s: %w", r.s.Name, r.s.Target.Connection, callErr)
+		return out, fmt.Errorf("sync %s: writing to connection %s: %w", r.s.Name, r.s.Target.Connection, callErr)
 	}
-	return nil
+	return out, nil
 }
 
 func (r *runner) describeWriteError(c connector.Change, err *connector.Error) string {
@@ -329,10 +341,9 @@ func (r *runner) describeWriteError(c connector.Change, err *connector.Error) st
 	return msg
 }
 
-// record writes the page's link rows in one statement.
-func (r *runner) record(ctx context.Context, items []*item) error {
+// linkWrites returns the link rows that record the page's outcomes.
+func (r *runner) linkWrites(items []*item) []linkWrite {
 	var ws []linkWrite
-	var notSent []string
 	for _, it := range items {
 		switch it.decision {
 		case DecideInsert, DecideUpdate:
@@ -350,14 +361,7 @@ func (r *runner) record(ctx context.Context, items []*item) error {
 				ws = append(ws, linkWrite{sourceID: it.id, status: StatusSkipped, errText: &reason})
 			}
 		case DecideNotSent:
-			// Leave the record as it was before this run: drop the intent of
-			// a new record, put a retried one back in error.
-			if !it.linked {
-				notSent = append(notSent, it.id)
-				break
-			}
-			msg, class := it.reason, it.class
-			ws = append(ws, linkWrite{sourceID: it.id, status: StatusError, errText: &msg, errClass: &class})
+			// Left as it was before this run.
 		case DecideFail, DecideInvalid:
 			msg, class := it.reason, it.class
 			status := StatusError
@@ -367,15 +371,7 @@ func (r *runner) record(ctx context.Context, items []*item) error {
 			ws = append(ws, linkWrite{sourceID: it.id, status: status, errText: &msg, errClass: &class, failedOnce: true})
 		}
 	}
-	if len(notSent) > 0 {
-		if _, err := r.e.db.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE source_id = ANY($1::text[]::%s[]) AND status = 'pending' AND target_id IS NULL AND error IS NULL", r.lt.ident, r.lt.sourceType), notSent); err != nil {
-			return fmt.Errorf("sync %s: clearing intents of records not sent: %w", r.s.Name, err)
-		}
-	}
-	if err := r.lt.upsert(ctx, r.e.db, ws); err != nil {
-		return fmt.Errorf("sync %s: %w", r.s.Name, err)
-	}
-	return nil
+	return ws
 }
 
 func payloadJSON(p map[string]any) *string {

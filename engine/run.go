@@ -135,8 +135,11 @@ type runner struct {
 	finger   string
 	runID    int64
 	errRows  int
-	retry    map[string]bool
+	retry    map[string]bool // owned by the reader goroutine
 	bookmark *string
+	// recordedBookmark is written by the recorder goroutine and read once it
+	// has stopped.
+	recordedBookmark string
 }
 
 func (r *runner) run(ctx context.Context) (runErr error) {
@@ -199,17 +202,11 @@ func (r *runner) run(ctx context.Context) (runErr error) {
 		r.res.BookmarkAfter = *r.bookmark
 	}
 
-	if r.opts.IDs != nil {
-		return r.readIDs(ctx, tx, r.opts.IDs)
+	err = r.stream(ctx, tx)
+	if r.recordedBookmark != "" {
+		r.res.BookmarkAfter = r.recordedBookmark
 	}
-	if err := r.readScope(ctx, tx); err != nil {
-		return err
-	}
-	var again []string
-	for id := range r.retry {
-		again = append(again, id)
-	}
-	return r.readIDs(ctx, tx, again)
+	return err
 }
 
 // prepare opens what a run needs besides the scope: the target, the link
@@ -263,6 +260,11 @@ func (r *runner) prepare(ctx context.Context) error {
 			r.bookmark = &v
 		}
 	}
+	if !r.opts.DryRun {
+		if err := r.recoverIntents(ctx); err != nil {
+			return err
+		}
+	}
 	r.retry = map[string]bool{}
 	if r.opts.IDs == nil {
 		ids, err := r.lt.retryIDs(ctx, r.e.db)
@@ -284,6 +286,34 @@ func (r *runner) prepare(ctx context.Context) error {
 	return nil
 }
 
+// recoverIntents turns the write intents a dead run left behind into
+// pending link rows: those inserts may have reached the target, so they are
+// reconciled, never blindly sent again.
+func (r *runner) recoverIntents(ctx context.Context) error {
+	intents, err := r.e.q.IntentListBySync(ctx, r.s.Name)
+	if err != nil {
+		return fmt.Errorf("sync %s: reading write intents: %w", r.s.Name, err)
+	}
+	for _, in := range intents {
+		msg := fmt.Sprintf("run %d stopped while inserting this record (%s) and its outcome is unknown", ptrOr(in.RunID, 0), in.CreatedAt.Format(time.RFC3339))
+		if err := r.lt.markPending(ctx, r.e.db, in.SourceIds, msg); err != nil {
+			return fmt.Errorf("sync %s: %w", r.s.Name, err)
+		}
+		if err := r.e.q.IntentDelete(ctx, in.ID); err != nil {
+			return fmt.Errorf("sync %s: clearing write intents: %w", r.s.Name, err)
+		}
+		r.e.log.Warn("a previous run died mid-write: its inserts are pending until reconciled", "sync", r.s.Name, "records", len(in.SourceIds))
+	}
+	return nil
+}
+
+func ptrOr[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
 // fingerprint is the part of a sync's configuration that shapes what is
 // written: editing it changes every record's hash, so everything re-syncs.
 func fingerprint(s *Sync) string {
@@ -299,78 +329,6 @@ func fingerprint(s *Sync) string {
 
 const cursorName = "ferry_scope"
 
-// readScope reads the scope past the bookmark, page by page, through a
-// cursor: each FETCH is one statement under the statement timeout, and
-// memory holds one page whatever the scope's size.
-func (r *runner) readScope(ctx context.Context, tx pgx.Tx) error {
-	sql, args := r.sc.readSQL(r.bookmark)
-	if _, err := tx.Exec(ctx, "DECLARE "+cursorName+" NO SCROLL CURSOR FOR "+sql, append([]any{pgx.QueryExecModeDescribeExec}, args...)...); err != nil {
-		return r.sc.explain(err, 0)
-	}
-	fetch := fmt.Sprintf("FETCH %d FROM %s", r.s.Source.PageSize, cursorName)
-	for {
-		recs, err := r.fetch(ctx, tx, fetch)
-		if err != nil {
-			return err
-		}
-		if len(recs) == 0 {
-			return nil
-		}
-		for _, rec := range recs {
-			if rec.id != nil {
-				delete(r.retry, *rec.id)
-			}
-		}
-		if err := r.page(ctx, recs); err != nil {
-			return err
-		}
-		if err := r.advance(ctx, recs); err != nil {
-			return err
-		}
-		if r.res.Status == RunStopped {
-			return nil
-		}
-	}
-}
-
-// readIDs reads the given source ids (records to retry, or ferry test's).
-func (r *runner) readIDs(ctx context.Context, tx pgx.Tx, ids []string) error {
-	size := r.s.Source.PageSize
-	for start := 0; start < len(ids) && r.res.Status != RunStopped; start += size {
-		chunk := ids[start:min(start+size, len(ids))]
-		recs, err := r.fetch(ctx, tx, r.sc.idsSQL(), chunk)
-		if err != nil {
-			return err
-		}
-		if err := r.page(ctx, recs); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// advance moves the bookmark to the last record of a page that is past it:
-// the page's link rows are committed by now, so nothing before it is lost.
-func (r *runner) advance(ctx context.Context, recs []*record) error {
-	if r.opts.DryRun || !r.s.IsIncremental() {
-		return nil
-	}
-	var next *string
-	for _, rec := range recs {
-		if rec.after && rec.bm != nil {
-			next = rec.bm
-		}
-	}
-	if next == nil {
-		return nil
-	}
-	if err := r.e.q.BookmarkSet(ctx, queries.BookmarkSetParams{Sync: r.s.Name, Value: *next}); err != nil {
-		return fmt.Errorf("sync %s: saving the bookmark: %w", r.s.Name, err)
-	}
-	r.res.BookmarkAfter = *next
-	return nil
-}
-
 // record is one scope row.
 type record struct {
 	id     *string // text form; nil for a NULL id
@@ -379,6 +337,9 @@ type record struct {
 	after  bool
 	values map[string]any
 	rels   []*string
+	// mayAdvance: read past the bookmark (not a retry), so the bookmark may
+	// move past it.
+	mayAdvance bool
 }
 
 func (r *runner) fetch(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]*record, error) {
@@ -433,7 +394,6 @@ func (r *runner) fetch(ctx context.Context, tx pgx.Tx, sql string, args ...any) 
 	if err := rows.Err(); err != nil {
 		return nil, r.sc.explain(err, 0)
 	}
-	r.res.Counts.Read += int64(len(recs))
 	return recs, nil
 }
 

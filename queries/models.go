@@ -48,3 +48,11 @@ type FerryScriptState struct {
 	State     json.RawMessage `json:"state"`
 	UpdatedAt time.Time       `json:"updated_at"`
 }
+
+type FerryWriteIntent struct {
+	ID        int64     `json:"id"`
+	Sync      string    `json:"sync"`
+	RunID     *int64    `json:"run_id"`
+	SourceIds []string  `json:"source_ids"`
+	CreatedAt time.Time `json:"created_at"`
+}

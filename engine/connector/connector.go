@@ -33,6 +33,9 @@ type Change struct {
 type Result struct {
 	// Done is false when the change was never attempted (the call stopped
 	// early, for example on an auth error): the engine leaves it untouched.
+	// An insert that was in flight when the call stopped and whose outcome is
+	// unknown is Done with an Ambiguous error; an update in that state (it is
+	// idempotent) is Done with a Retryable error.
 	Done     bool
 	TargetID string // the id the target holds the record under
 	Err      *Error // nil on success
@@ -43,7 +46,10 @@ type Target interface {
 	// Write applies the changes to object and reports one result per change,
 	// in order. A non-nil error means the call as a whole failed (bad
 	// credentials, cancelled context); results then say which changes were
-	// done before it stopped.
+	// done before it stopped. Results always has one entry per change, even
+	// with a non-nil error. On an auth failure the change that met it is Done
+	// with the Auth error and the error returned is that same *Error; on a
+	// cancelled context the error wraps ctx.Err().
 	Write(ctx context.Context, object string, changes []Change) ([]Result, error)
 	// Close releases connections and pools.
 	Close() error

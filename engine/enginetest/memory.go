@@ -113,3 +113,38 @@ func (m *Memory) Writes() int {
 	defer m.mu.Unlock()
 	return m.writes
 }
+
+// Discard is an in-process target that assigns ids and keeps nothing but
+// counts, so that benchmarks measure the engine's memory, not the target's.
+type Discard struct {
+	mu     sync.Mutex
+	next   int
+	writes int
+}
+
+// Write implements connector.Target.
+func (d *Discard) Write(ctx context.Context, object string, changes []connector.Change) ([]connector.Result, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	results := make([]connector.Result, len(changes))
+	for i, c := range changes {
+		d.writes++
+		id := c.TargetID
+		if c.Op == connector.OpInsert {
+			d.next++
+			id = strconv.Itoa(d.next)
+		}
+		results[i] = connector.Result{Done: true, TargetID: id}
+	}
+	return results, ctx.Err()
+}
+
+// Close implements connector.Target.
+func (d *Discard) Close() error { return nil }
+
+// Writes counts the changes the target was asked to apply.
+func (d *Discard) Writes() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.writes
+}

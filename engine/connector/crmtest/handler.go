@@ -1,0 +1,165 @@
+package crmtest
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+const maxBody = 1 << 20
+
+// ServeHTTP answers one request: counters, latency, auth, injected faults,
+// then the collection's work.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	object, rest, _ := strings.Cut(strings.Trim(r.URL.Path, "/"), "/")
+	s.countRequest(r.Method, object)
+
+	if d := time.Duration(s.latency.Load()); d > 0 && !s.sleep(r, d) {
+		return
+	}
+	if !s.authorized(r) {
+		writeReply(w, message(http.StatusUnauthorized, "invalid token"))
+		return
+	}
+	if take(&s.failN) {
+		writeReply(w, message(int(s.failCode.Load()), "injected failure"))
+		return
+	}
+	if take(&s.limitN) {
+		w.Header().Set("Retry-After", formatRetryAfter(time.Duration(s.limitFor.Load())))
+		writeReply(w, message(http.StatusTooManyRequests, "rate limit exceeded"))
+		return
+	}
+	hang := take(&s.hangN)
+	rep := s.handle(r, object, rest)
+	if hang {
+		s.hang(w, r)
+		return
+	}
+	writeReply(w, rep)
+}
+
+func (s *Server) handle(r *http.Request, object, rest string) reply {
+	c := s.collectionFor(object)
+	if c == nil {
+		return message(http.StatusNotFound, "unknown object %q", object)
+	}
+	switch {
+	case rest == "" && r.Method == http.MethodPost:
+		fields, rep, ok := c.readFields(r)
+		if !ok {
+			return rep
+		}
+		return c.create(fields)
+	case rest == "" && r.Method == http.MethodGet:
+		return c.search(nil)
+	case rest == "search" && r.Method == http.MethodGet:
+		match := make(map[string]string)
+		for k, vs := range r.URL.Query() {
+			if len(vs) > 0 {
+				match[k] = vs[0]
+			}
+		}
+		return c.search(match)
+	case rest == "" || strings.Contains(rest, "/"):
+		return message(http.StatusNotFound, "no route for %s %s", r.Method, r.URL.Path)
+	}
+	id := rest
+	switch r.Method {
+	case http.MethodGet:
+		return c.get(id)
+	case http.MethodPatch, http.MethodPut:
+		fields, rep, ok := c.readFields(r)
+		if !ok {
+			return rep
+		}
+		return c.update(id, fields, r.Method == http.MethodPut)
+	case http.MethodDelete:
+		return c.remove(id)
+	default:
+		return message(http.StatusMethodNotAllowed, "method %s not allowed on %s", r.Method, r.URL.Path)
+	}
+}
+
+// readFields decodes the request body: a JSON object, wrapped under BodyKey
+// when the object has one. Numbers keep their exact digits.
+func (c *collection) readFields(r *http.Request) (map[string]any, reply, bool) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return nil, message(http.StatusBadRequest, "reading body: %v", err), false
+	}
+	if len(b) > maxBody {
+		return nil, message(http.StatusRequestEntityTooLarge, "body over %d bytes", maxBody), false
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var body map[string]any
+	if err := dec.Decode(&body); err != nil || body == nil {
+		return nil, message(http.StatusBadRequest, "body must be a JSON object"), false
+	}
+	if c.rules.BodyKey == "" {
+		return body, reply{}, true
+	}
+	fields, ok := body[c.rules.BodyKey].(map[string]any)
+	if !ok {
+		return nil, message(http.StatusBadRequest, "body must be {%q: {...}}", c.rules.BodyKey), false
+	}
+	return fields, reply{}, true
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	want := *s.token.Load()
+	if want == "" {
+		return true
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// sleep waits d, reporting false when the client left or the server closes.
+func (s *Server) sleep(r *http.Request, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	case <-s.closing:
+		return false
+	}
+}
+
+// hang never answers: it waits for the client to give up or the server to
+// close, then drops the connection so that no response is ever seen.
+func (s *Server) hang(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-r.Context().Done():
+	case <-s.closing:
+	}
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			_ = conn.Close()
+		}
+	}
+}
+
+func writeReply(w http.ResponseWriter, rep reply) {
+	if rep.body == nil {
+		w.WriteHeader(rep.status)
+		return
+	}
+	b, err := json.Marshal(rep.body)
+	if err != nil {
+		rep.status = http.StatusInternalServerError
+		b = []byte(fmt.Sprintf(`{"message":%q}`, err.Error()))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(rep.status)
+	_, _ = w.Write(b)
+}

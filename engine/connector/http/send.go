@@ -1,0 +1,305 @@
+package httptarget
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/ferry-sync/ferry/engine/connector"
+)
+
+// maxResponse bounds how much of a response body is read.
+const maxResponse = 32 << 20
+
+// request is one HTTP exchange to make, with retries.
+type request struct {
+	method   string
+	path     string // relative to the base URL, {id} already filled
+	query    url.Values
+	body     []byte
+	notFound bool // a 404 means the addressed record does not exist (updates)
+}
+
+func (rq request) where() string { return rq.method + " " + rq.path }
+
+// idempotent says whether the request may be sent again after it may have
+// been applied: every method but POST (updates set fields to values).
+func (rq request) idempotent() bool { return rq.method != http.MethodPost }
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// send makes the request, retrying what is worth retrying. It returns the 2xx
+// response, or the classified error of the last attempt. done is false when
+// the call stopped (auth failure elsewhere in the call, or ctx) before
+// anything that could have changed the target was sent.
+func (t *Target) send(ctx context.Context, c *call, rq request) (response, *connector.Error, bool) {
+	where := rq.where()
+	for attempt := 0; ; attempt++ {
+		probing, ok := t.waitTurn(ctx, c)
+		if !ok {
+			return response{}, nil, false
+		}
+		resp, sent, err := t.roundTrip(ctx, rq)
+		t.learn(resp.status, err)
+		var wait time.Duration // for a 429: how long the connection pauses
+		if err == nil && resp.status == http.StatusTooManyRequests {
+			var given bool
+			if wait, given = parseRetryAfter(resp.header.Get("Retry-After"), time.Now()); !given {
+				wait = t.backoffDelay(attempt)
+			}
+			if wait <= t.s.maxRetryAfter {
+				t.pauseFor(wait) // before the probe is released, so that no request slips through
+			}
+		}
+		if probing {
+			<-t.probe
+		}
+		retriesLeft := attempt < t.s.retries
+
+		if err != nil {
+			switch {
+			case ctx.Err() != nil && !sent:
+				return response{}, nil, false
+			case ctx.Err() != nil && rq.idempotent():
+				return response{}, &connector.Error{Class: connector.Retryable, Message: where + ": cancelled while waiting for the response", Err: err}, true
+			case ctx.Err() != nil:
+				return response{}, &connector.Error{Class: connector.Ambiguous, Message: where + ": cancelled after the request was sent: the record may have been created", Err: err}, true
+			case sent && !rq.idempotent():
+				// Sending it again could create the record twice.
+				return response{}, &connector.Error{Class: connector.Ambiguous, Message: where + ": " + t.describe(err) + " after the request was sent: the record may have been created", Err: err}, true
+			case retriesLeft:
+				if !t.backoff(ctx, attempt) {
+					return response{}, nil, false
+				}
+				continue
+			default:
+				return response{}, &connector.Error{Class: connector.Retryable, Message: where + ": " + t.describe(err), Err: err}, true
+			}
+		}
+
+		status := resp.status
+		classified := func(class connector.Class) *connector.Error {
+			return &connector.Error{Class: class, Status: status, Message: where + ": " + targetMessage(status, resp.body)}
+		}
+		switch {
+		case status >= 200 && status < 300:
+			return resp, nil, true
+		case status == http.StatusUnauthorized || status == http.StatusForbidden:
+			e := classified(connector.Auth)
+			c.stop(e)
+			return resp, e, true
+		case status == http.StatusTooManyRequests:
+			if wait > t.s.maxRetryAfter || !retriesLeft {
+				e := classified(connector.RateLimited)
+				e.RetryAfter = wait
+				return resp, e, true
+			}
+			continue // waitTurn waits out the pause
+		case status == http.StatusGatewayTimeout && !rq.idempotent():
+			// The gateway gave up; the application behind it may not have.
+			return resp, classified(connector.Ambiguous), true
+		case retryableStatus(status):
+			if !retriesLeft {
+				return resp, classified(connector.Retryable), true
+			}
+			if !t.backoff(ctx, attempt) {
+				return response{}, nil, false
+			}
+			continue
+		case status >= 500:
+			return resp, classified(connector.Retryable), true
+		case status == http.StatusNotFound && rq.notFound:
+			return resp, classified(connector.NotFound), true
+		case status >= 300 && status < 400:
+			e := classified(connector.Rejected)
+			e.Message = fmt.Sprintf("%s: unexpected redirect to %q", where, resp.header.Get("Location"))
+			return resp, e, true
+		default:
+			return resp, classified(connector.Rejected), true
+		}
+	}
+}
+
+// retryableStatus lists the statuses retried with backoff: the server or a
+// gateway failed without applying the request (408: it never read it all).
+func retryableStatus(status int) bool {
+	switch status {
+	case http.StatusRequestTimeout, http.StatusInternalServerError, http.StatusBadGateway,
+		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// waitTurn waits, while the credentials are unproven, for the probe; then
+// for the connection's 429 pause and its rate limit. probing says the probe
+// is held. ok is false when the call stopped or ctx ended.
+func (t *Target) waitTurn(ctx context.Context, c *call) (probing, ok bool) {
+	if c.stopped.Load() {
+		return false, false
+	}
+	if !t.verified.Load() {
+		select {
+		case t.probe <- struct{}{}:
+			probing = true
+		case <-ctx.Done():
+			return false, false
+		}
+		if t.verified.Load() {
+			<-t.probe
+			probing = false
+		}
+	}
+	// The pause is checked after the probe: the request that held it may
+	// just have been told to wait.
+	ok = t.waitPause(ctx) && (t.limiter == nil || t.limiter.Wait(ctx) == nil) &&
+		!c.stopped.Load() && ctx.Err() == nil
+	if !ok && probing {
+		<-t.probe
+		probing = false
+	}
+	return probing, ok
+}
+
+// learn records whether the credentials work: any answer but 401, 403, 429
+// and 5xx shows they do (a 4xx about the record means it was authenticated);
+// 401 and 403 show they no longer do.
+func (t *Target) learn(status int, err error) {
+	switch {
+	case err != nil || status == 0:
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		t.verified.Store(false)
+	case status == http.StatusTooManyRequests || status >= 500:
+	case status < 500:
+		t.verified.Store(true)
+	}
+}
+
+// roundTrip makes one attempt. sent says the request was written to the
+// connection, so the target may have applied it even without a response.
+func (t *Target) roundTrip(ctx context.Context, rq request) (resp response, sent bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, t.s.timeout)
+	defer cancel()
+	var wrote atomic.Bool // set on the transport's goroutine
+	trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) }}
+	ctx = httptrace.WithClientTrace(ctx, trace)
+
+	target := t.s.baseURL + rq.path
+	if len(rq.query) > 0 {
+		sep := "?"
+		if strings.Contains(rq.path, "?") {
+			sep = "&"
+		}
+		target += sep + rq.query.Encode()
+	}
+	var body io.Reader
+	if rq.body != nil {
+		body = bytes.NewReader(rq.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, rq.method, target, body)
+	if err != nil {
+		return response{}, false, fmt.Errorf("building the request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "ferry")
+	if rq.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range t.s.headers {
+		req.Header.Set(k, v)
+	}
+	if t.s.authHeader != "" {
+		req.Header.Set(t.s.authHeader, t.s.authValue.Reveal())
+	}
+
+	res, err := t.client.Do(req)
+	if err != nil {
+		return response{}, wrote.Load(), err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(res.Body, maxResponse))
+	if err != nil {
+		return response{status: res.StatusCode}, true, fmt.Errorf("reading the response (HTTP %d): %w", res.StatusCode, err)
+	}
+	return response{status: res.StatusCode, header: res.Header, body: b}, true, nil
+}
+
+// describe says what went wrong with an attempt that got no response.
+func (t *Target) describe(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Sprintf("no response within %s (timeout)", t.s.timeout)
+	}
+	return err.Error()
+}
+
+// backoffDelay is exponential backoff with full jitter: a random wait
+// between 0 and min(max, base·2^attempt).
+func (t *Target) backoffDelay(attempt int) time.Duration {
+	ceiling := t.s.backoffBase
+	for i := 0; i < attempt && ceiling < t.s.backoffMax; i++ {
+		ceiling *= 2
+	}
+	ceiling = min(ceiling, t.s.backoffMax)
+	if ceiling <= 0 {
+		return 0
+	}
+	return rand.N(ceiling + 1)
+}
+
+// backoff sleeps before a retry, reporting false when ctx ended.
+func (t *Target) backoff(ctx context.Context, attempt int) bool {
+	return sleep(ctx, t.backoffDelay(attempt))
+}
+
+// pauseFor holds back every request on the connection for d (a 429).
+func (t *Target) pauseFor(d time.Duration) {
+	until := time.Now().Add(d)
+	t.pauseMu.Lock()
+	if until.After(t.pausedUntil) {
+		t.pausedUntil = until
+	}
+	t.pauseMu.Unlock()
+}
+
+// waitPause waits until the connection is not paused, reporting false when
+// ctx ended.
+func (t *Target) waitPause(ctx context.Context) bool {
+	for {
+		t.pauseMu.Lock()
+		d := time.Until(t.pausedUntil)
+		t.pauseMu.Unlock()
+		if d <= 0 {
+			return true
+		}
+		if !sleep(ctx, d) {
+			return false
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

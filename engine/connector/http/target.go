@@ -1,0 +1,328 @@
+package httptarget
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/ferry-sync/ferry/engine/connector"
+)
+
+// Target writes to a REST API described by a Config. It is safe for
+// concurrent use; its concurrency, rate limit and 429 pauses are shared by
+// every call on it.
+type Target struct {
+	s         settings
+	client    *http.Client
+	transport *http.Transport
+	limiter   *rate.Limiter // nil: no rate limit
+
+	// slots bounds the requests in flight (and the changes being worked on)
+	// across every call.
+	slots chan struct{}
+	// probe lets one request at a time through until the credentials are
+	// known to work, so that bad credentials cost one request, not one per slot.
+	probe    chan struct{}
+	verified atomic.Bool
+
+	pauseMu     sync.Mutex
+	pausedUntil time.Time // a 429 pauses the whole connection until then
+}
+
+// New checks cfg, reads its secrets from the environment and returns a
+// Target. It makes no request: the first Write finds out whether the
+// credentials work.
+func New(_ context.Context, cfg Config) (*Target, error) {
+	s, err := resolve(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("http connection: %w", err)
+	}
+	transport := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          s.concurrency,
+		MaxIdleConnsPerHost:   s.concurrency,
+		MaxConnsPerHost:       s.concurrency,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	t := &Target{
+		s:         s,
+		transport: transport,
+		client: &http.Client{
+			Transport: transport,
+			// A redirect on a write is an error to report, not to follow.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		slots: make(chan struct{}, s.concurrency),
+		probe: make(chan struct{}, 1),
+	}
+	if s.rateLimit > 0 {
+		t.limiter = rate.NewLimiter(rate.Limit(s.rateLimit), 1)
+	}
+	return t, nil
+}
+
+// Close releases idle connections.
+func (t *Target) Close() error {
+	t.transport.CloseIdleConnections()
+	return nil
+}
+
+// call is the shared state of one Write or Find call.
+type call struct {
+	stopped atomic.Bool
+	mu      sync.Mutex
+	authErr *connector.Error
+}
+
+// stop ends the call after an auth failure: changes not started are left
+// undone.
+func (c *call) stop(err *connector.Error) {
+	c.mu.Lock()
+	if c.authErr == nil {
+		c.authErr = err
+	}
+	c.mu.Unlock()
+	c.stopped.Store(true)
+}
+
+func (c *call) err() *connector.Error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.authErr
+}
+
+// Write sends each change as one request, up to the connection's
+// concurrency at once, and reports the results in input order.
+func (t *Target) Write(ctx context.Context, objectName string, changes []connector.Change) ([]connector.Result, error) {
+	results := make([]connector.Result, len(changes))
+	obj, ok := t.s.objects[objectName]
+	if !ok {
+		return results, fmt.Errorf("http target: object %q is not configured (configured: %s)",
+			objectName, strings.Join(slices.Sorted(maps.Keys(t.s.objects)), ", "))
+	}
+	c := &call{}
+	var wg sync.WaitGroup
+	for i := range changes {
+		if ctx.Err() != nil || c.stopped.Load() || !t.acquire(ctx) {
+			break
+		}
+		if c.stopped.Load() {
+			t.release()
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer t.release()
+			results[i] = t.writeOne(ctx, c, obj, changes[i])
+		}()
+	}
+	wg.Wait()
+	if err := c.err(); err != nil {
+		return results, err
+	}
+	if err := ctx.Err(); err != nil {
+		return results, fmt.Errorf("writing %d changes to %s: %w", len(changes), objectName, err)
+	}
+	return results, nil
+}
+
+func (t *Target) acquire(ctx context.Context) bool {
+	select {
+	case t.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (t *Target) release() { <-t.slots }
+
+func (t *Target) writeOne(ctx context.Context, c *call, obj object, ch connector.Change) connector.Result {
+	var rq request
+	switch ch.Op {
+	case connector.OpInsert:
+		rq = request{method: obj.insert.Method, path: obj.insert.Path}
+	case connector.OpUpdate:
+		if ch.TargetID == "" {
+			return rejected(obj.update.Method+" "+obj.update.Path, "an update needs a target id")
+		}
+		rq = request{
+			method:   obj.update.Method,
+			path:     strings.ReplaceAll(obj.update.Path, "{id}", url.PathEscape(ch.TargetID)),
+			notFound: true,
+		}
+	default:
+		return rejected(objectName(obj), fmt.Sprintf("unknown operation %q", ch.Op))
+	}
+	body, err := encodeBody(obj.bodyKey, ch.Payload)
+	if err != nil {
+		return rejected(rq.where(), "encoding the payload as JSON: "+err.Error())
+	}
+	rq.body = body
+
+	resp, cerr, done := t.send(ctx, c, rq)
+	switch {
+	case !done:
+		return connector.Result{}
+	case cerr != nil:
+		return connector.Result{Done: true, TargetID: ch.TargetID, Err: cerr}
+	case ch.Op == connector.OpUpdate:
+		return connector.Result{Done: true, TargetID: ch.TargetID}
+	}
+	id, err := insertedID(obj, resp.body)
+	if err != nil {
+		// The target answered 2xx, so the record was most likely created:
+		// re-sending could duplicate it, so it must be reconciled.
+		return connector.Result{Done: true, Err: &connector.Error{
+			Class:   connector.Ambiguous,
+			Status:  resp.status,
+			Message: rq.where() + ": " + err.Error(),
+		}}
+	}
+	return connector.Result{Done: true, TargetID: id}
+}
+
+func objectName(obj object) string { return "object " + obj.name }
+
+func rejected(where, msg string) connector.Result {
+	return connector.Result{Done: true, Err: &connector.Error{Class: connector.Rejected, Message: where + ": " + msg}}
+}
+
+// insertedID finds the new record's id in an insert response.
+func insertedID(obj object, body []byte) (string, error) {
+	v, err := decodeJSON(body)
+	if err != nil {
+		return "", fmt.Errorf("the response is not JSON, so it has no id at %q: %s", obj.idPath, trim(string(body)))
+	}
+	raw, ok := lookupPath(v, obj.idPath)
+	if !ok {
+		return "", fmt.Errorf("the response has no id at %q (id_path): %s", obj.idPath, trim(string(body)))
+	}
+	id, ok := idText(raw)
+	if !ok {
+		return "", fmt.Errorf("the value at %q (id_path) is not a string or number id: %s", obj.idPath, trim(string(body)))
+	}
+	return id, nil
+}
+
+// encodeBody encodes the payload as JSON, wrapped under bodyKey when set.
+// json.Number keeps its digits, time.Time becomes RFC 3339.
+func encodeBody(bodyKey string, payload map[string]any) ([]byte, error) {
+	if payload == nil {
+		payload = map[string]any{}
+	}
+	var v any = payload
+	if bodyKey != "" {
+		v = map[string]any{bodyKey: payload}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// Find looks records up through the object's lookup endpoint: each match
+// field becomes a query parameter. Each record found has its id, as text,
+// under "id".
+func (t *Target) Find(ctx context.Context, objectName string, match map[string]any) ([]map[string]any, error) {
+	obj, ok := t.s.objects[objectName]
+	if !ok {
+		return nil, fmt.Errorf("http target: object %q is not configured", objectName)
+	}
+	if obj.lookup == nil {
+		return nil, fmt.Errorf("http target: object %q has no lookup endpoint configured", objectName)
+	}
+	query := url.Values{}
+	for field, v := range match {
+		s, err := queryValue(v)
+		if err != nil {
+			return nil, fmt.Errorf("looking up %s by %s: %w", objectName, field, err)
+		}
+		query.Set(field, s)
+	}
+	rq := request{method: obj.lookup.Method, path: obj.lookup.Path, query: query}
+	resp, cerr, done := t.send(ctx, &call{}, rq)
+	if !done {
+		return nil, fmt.Errorf("looking up %s (%s): %w", objectName, rq.where(), context.Cause(ctx))
+	}
+	if cerr != nil {
+		return nil, fmt.Errorf("looking up %s: %w", objectName, cerr)
+	}
+	return lookupResults(obj.lookup, rq.where(), resp.body)
+}
+
+func lookupResults(l *Lookup, where string, body []byte) ([]map[string]any, error) {
+	v, err := decodeJSON(body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: the response is not JSON: %w", where, err)
+	}
+	raw, ok := lookupPath(v, l.ResultsPath)
+	if !ok {
+		return nil, fmt.Errorf("%s: the response has no list at %q (results_path)", where, l.ResultsPath)
+	}
+	list, ok := raw.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%s: the value at %q (results_path) is not a list", where, l.ResultsPath)
+	}
+	out := make([]map[string]any, 0, len(list))
+	for i, item := range list {
+		rec, ok := item.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("%s: result %d is not an object", where, i)
+		}
+		rawID, _ := lookupPath(rec, l.IDPath)
+		id, ok := idText(rawID)
+		if !ok {
+			return nil, fmt.Errorf("%s: result %d has no id at %q (lookup.id_path)", where, i, l.IDPath)
+		}
+		found := maps.Clone(rec)
+		found["id"] = id
+		out = append(out, found)
+	}
+	return out, nil
+}
+
+// queryValue writes a match value as a query parameter.
+func queryValue(v any) (string, error) {
+	switch v := v.(type) {
+	case string:
+		return v, nil
+	case json.Number:
+		return v.String(), nil
+	case bool:
+		return strconv.FormatBool(v), nil
+	case int:
+		return strconv.Itoa(v), nil
+	case int64:
+		return strconv.FormatInt(v, 10), nil
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64), nil
+	case time.Time:
+		return v.Format(time.RFC3339Nano), nil
+	case nil:
+		return "", fmt.Errorf("cannot match on null")
+	default:
+		return "", fmt.Errorf("cannot match on a %T value", v)
+	}
+}

@@ -1,0 +1,225 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ferry-sync/ferry/queries"
+)
+
+// A run is a pipeline of three goroutines, so that the warehouse and the
+// target work at the same time instead of waiting for each other:
+//
+//	reader     FETCHes the next page from the scope cursor
+//	processor  decides, transforms and writes the current page (the caller)
+//	recorder   commits the previous page's link rows, the deletion of its
+//	           write intent and the bookmark, in one transaction, in page order
+//
+// The bookmark still moves only past pages whose link rows are committed,
+// because it commits in the same transaction as them.
+
+// pageOutcome is what the recorder commits for one page.
+type pageOutcome struct {
+	writes   []linkWrite
+	intent   int64   // the page's write intent, deleted with the link rows
+	bookmark *string // where the bookmark may move once the rows are in
+}
+
+// stream runs the main read past the bookmark, then the records to retry.
+func (r *runner) stream(ctx context.Context, tx pgx.Tx) (err error) {
+	readCtx, stopReading := context.WithCancel(ctx)
+	pages := make(chan []*record, 1)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(pages)
+		readErr <- r.readAll(readCtx, tx, pages)
+	}()
+	rec := r.startRecorder(ctx)
+	defer func() {
+		stopReading()
+		for range pages { // let the reader finish
+		}
+		rerr := <-readErr
+		cerr := rec.close()
+		if err == nil {
+			err = cerr
+		}
+		if err == nil && !errors.Is(rerr, context.Canceled) {
+			err = rerr
+		}
+	}()
+	for recs := range pages {
+		if err := rec.err(); err != nil {
+			return err
+		}
+		if err := r.page(ctx, recs, rec); err != nil {
+			return err
+		}
+		if r.res.Status == RunStopped {
+			return nil
+		}
+	}
+	return nil
+}
+
+// readAll feeds pages to the processor: the scope past the bookmark through
+// a cursor, then the records whose link rows ask for a retry. Each page is
+// tagged by whether it may move the bookmark.
+func (r *runner) readAll(ctx context.Context, tx pgx.Tx, pages chan<- []*record) error {
+	send := func(recs []*record) error {
+		select {
+		case pages <- recs:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if r.opts.IDs != nil {
+		return r.readIDs(ctx, tx, r.opts.IDs, send)
+	}
+	sql, args := r.sc.readSQL(r.bookmark)
+	if _, err := tx.Exec(ctx, "DECLARE "+cursorName+" NO SCROLL CURSOR FOR "+sql, append([]any{pgx.QueryExecModeDescribeExec}, args...)...); err != nil {
+		return r.sc.explain(err, 0)
+	}
+	fetch := fmt.Sprintf("FETCH %d FROM %s", r.s.Source.PageSize, cursorName)
+	for {
+		recs, err := r.fetch(ctx, tx, fetch)
+		if err != nil {
+			return err
+		}
+		if len(recs) == 0 {
+			break
+		}
+		for _, rec := range recs {
+			rec.mayAdvance = true
+			if rec.id != nil {
+				delete(r.retry, *rec.id)
+			}
+		}
+		if err := send(recs); err != nil {
+			return err
+		}
+	}
+	again := make([]string, 0, len(r.retry))
+	for id := range r.retry {
+		again = append(again, id)
+	}
+	return r.readIDs(ctx, tx, again, send)
+}
+
+// readIDs reads the given source ids (records to retry, or ferry test's).
+func (r *runner) readIDs(ctx context.Context, tx pgx.Tx, ids []string, send func([]*record) error) error {
+	size := r.s.Source.PageSize
+	for start := 0; start < len(ids); start += size {
+		chunk := ids[start:min(start+size, len(ids))]
+		recs, err := r.fetch(ctx, tx, r.sc.idsSQL(), chunk)
+		if err != nil {
+			return err
+		}
+		if len(recs) == 0 {
+			continue
+		}
+		if err := send(recs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nextBookmark is where the bookmark may move once a page is recorded: the
+// last record of the page that is past the stored bookmark.
+func (r *runner) nextBookmark(recs []*record) *string {
+	if r.opts.DryRun || !r.s.IsIncremental() {
+		return nil
+	}
+	var next *string
+	for _, rec := range recs {
+		if rec.mayAdvance && rec.after && rec.bm != nil {
+			next = rec.bm
+		}
+	}
+	return next
+}
+
+// recorder commits page outcomes in order on its own goroutine.
+type recorder struct {
+	in   chan *pageOutcome
+	done chan struct{}
+	mu   sync.Mutex
+	fail error
+}
+
+func (r *runner) startRecorder(ctx context.Context) *recorder {
+	// What was written to the target must be recorded even when the run is
+	// cancelled (Ctrl-C): the recorder outlives the run's context a little.
+	ctx = context.WithoutCancel(ctx)
+	rc := &recorder{in: make(chan *pageOutcome, 1), done: make(chan struct{})}
+	go func() {
+		defer close(rc.done)
+		for out := range rc.in {
+			if rc.err() != nil {
+				continue
+			}
+			if err := r.commit(ctx, out); err != nil {
+				rc.mu.Lock()
+				rc.fail = err
+				rc.mu.Unlock()
+			}
+		}
+	}()
+	return rc
+}
+
+func (rc *recorder) submit(out *pageOutcome) { rc.in <- out }
+
+func (rc *recorder) err() error {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.fail
+}
+
+// close waits until every submitted page is committed.
+func (rc *recorder) close() error {
+	close(rc.in)
+	<-rc.done
+	return rc.err()
+}
+
+func (r *runner) commit(ctx context.Context, out *pageOutcome) error {
+	if r.opts.DryRun || (len(out.writes) == 0 && out.intent == 0 && out.bookmark == nil) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	tx, err := r.e.db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("sync %s: recording a page: %w", r.s.Name, err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	if err := r.lt.upsert(ctx, tx, out.writes); err != nil {
+		return fmt.Errorf("sync %s: %w", r.s.Name, err)
+	}
+	q := r.e.q.WithTx(tx)
+	if out.intent != 0 {
+		if err := q.IntentDelete(ctx, out.intent); err != nil {
+			return fmt.Errorf("sync %s: clearing write intents: %w", r.s.Name, err)
+		}
+	}
+	if out.bookmark != nil {
+		if err := q.BookmarkSet(ctx, queries.BookmarkSetParams{Sync: r.s.Name, Value: *out.bookmark}); err != nil {
+			return fmt.Errorf("sync %s: saving the bookmark: %w", r.s.Name, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("sync %s: recording a page: %w", r.s.Name, err)
+	}
+	if out.bookmark != nil {
+		r.recordedBookmark = *out.bookmark
+	}
+	return nil
+}
