@@ -104,6 +104,10 @@ func demo(ctx context.Context, c *cli, server, dir string) error {
 		return fmt.Errorf("the second demo run failed")
 	}
 
+	fmt.Fprintln(out, "Read includes the rows of the last 5 minutes before the bookmark (source.overlap), re-read in case a")
+	fmt.Fprintln(out, "slow ELT transaction committed them late; the hash finds them unchanged, so they cost no API call.")
+	fmt.Fprintln(out, "The 5 re-stamped companies are unchanged too: only the stamp moved, not a mapped field.")
+
 	step("Run 3: nothing new — nothing is written to the ERP")
 	if code := c.runSyncs(ctx, eng, syncs, engine.RunOptions{}); code == exitFailed {
 		return fmt.Errorf("the third demo run failed")

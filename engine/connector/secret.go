@@ -9,11 +9,26 @@ import (
 // Secret is a credential (a token, a password, a connection URL with a
 // password). It prints as *** in every format, in logs and in JSON, so that it
 // cannot leak through an error message or a debug dump; Reveal gives the value
-// to the code that must send it.
-type Secret string
+// to the code that must send it. The value sits behind a pointer, so that
+// even printing a struct that holds a Secret in an unexported field (where
+// fmt cannot call its methods) shows an address, not the value.
+type Secret struct {
+	value *string
+}
 
-// Reveal returns the secret's value.
-func (s Secret) Reveal() string { return string(s) }
+// NewSecret wraps a credential.
+func NewSecret(value string) Secret { return Secret{value: &value} }
+
+// Reveal returns the secret's value ("" for the zero Secret).
+func (s Secret) Reveal() string {
+	if s.value == nil {
+		return ""
+	}
+	return *s.value
+}
+
+// IsZero reports whether the secret is empty.
+func (s Secret) IsZero() bool { return s.Reveal() == "" }
 
 // String returns ***.
 func (s Secret) String() string { return "***" }
@@ -40,14 +55,14 @@ type LookupEnv func(name string) (string, bool)
 // "auth.token_env"). A nil lookup means the process environment.
 func SecretFromEnv(lookup LookupEnv, what, name string) (Secret, error) {
 	if name == "" {
-		return "", fmt.Errorf("%s is required: name the environment variable that holds the secret", what)
+		return Secret{}, fmt.Errorf("%s is required: name the environment variable that holds the secret", what)
 	}
 	if lookup == nil {
 		lookup = os.LookupEnv
 	}
 	v, ok := lookup(name)
 	if !ok || v == "" {
-		return "", fmt.Errorf("%s: environment variable %s is not set", what, name)
+		return Secret{}, fmt.Errorf("%s: environment variable %s is not set", what, name)
 	}
-	return Secret(v), nil
+	return NewSecret(v), nil
 }

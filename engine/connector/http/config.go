@@ -282,38 +282,38 @@ func resolveAuth(a Auth, env connector.LookupEnv) (string, connector.Secret, err
 	switch a.Type {
 	case "", "none":
 		if a.TokenEnv != "" || a.UsernameEnv != "" || a.ValueEnv != "" {
-			return "", "", fmt.Errorf("auth.type is required when auth names a secret: bearer, basic or header")
+			return "", connector.Secret{}, fmt.Errorf("auth.type is required when auth names a secret: bearer, basic or header")
 		}
-		return "", "", nil
+		return "", connector.Secret{}, nil
 	case "bearer":
 		token, err := connector.SecretFromEnv(env, "auth.token_env", a.TokenEnv)
 		if err != nil {
-			return "", "", err
+			return "", connector.Secret{}, err
 		}
-		return "Authorization", connector.Secret("Bearer " + token.Reveal()), nil
+		return "Authorization", connector.NewSecret("Bearer " + token.Reveal()), nil
 	case "basic":
 		user, err := connector.SecretFromEnv(env, "auth.username_env", a.UsernameEnv)
 		if err != nil {
-			return "", "", err
+			return "", connector.Secret{}, err
 		}
 		pass, err := connector.SecretFromEnv(env, "auth.password_env", a.PasswordEnv)
 		if err != nil {
-			return "", "", err
+			return "", connector.Secret{}, err
 		}
 		req := http.Request{Header: http.Header{}}
 		req.SetBasicAuth(user.Reveal(), pass.Reveal())
-		return "Authorization", connector.Secret(req.Header.Get("Authorization")), nil
+		return "Authorization", connector.NewSecret(req.Header.Get("Authorization")), nil
 	case "header":
 		if a.Header == "" {
-			return "", "", fmt.Errorf("auth.header is required for auth type header")
+			return "", connector.Secret{}, fmt.Errorf("auth.header is required for auth type header")
 		}
 		value, err := connector.SecretFromEnv(env, "auth.value_env", a.ValueEnv)
 		if err != nil {
-			return "", "", err
+			return "", connector.Secret{}, err
 		}
 		return http.CanonicalHeaderKey(a.Header), value, nil
 	default:
-		return "", "", fmt.Errorf("auth.type %q: use bearer, basic, header or none", a.Type)
+		return "", connector.Secret{}, fmt.Errorf("auth.type %q: use bearer, basic, header or none", a.Type)
 	}
 }
 
@@ -322,4 +322,12 @@ func durationOr(d Duration, def time.Duration) time.Duration {
 		return def
 	}
 	return time.Duration(d)
+}
+
+// Check validates a configuration without opening anything or reading the
+// secrets' values, so a project can be checked where they are not set.
+func Check(cfg Config) error {
+	cfg.Env = func(string) (string, bool) { return "set", true }
+	_, err := resolve(cfg)
+	return err
 }

@@ -58,7 +58,8 @@ func (t *Target) send(ctx context.Context, c *call, rq request) (response, *conn
 		if err == nil && resp.status == http.StatusTooManyRequests {
 			var given bool
 			if wait, given = parseRetryAfter(resp.header.Get("Retry-After"), time.Now()); !given {
-				wait = t.backoffDelay(attempt)
+				// The pause holds every request back: jitter would spread nothing.
+				wait = t.backoffCeiling(attempt)
 			}
 			if wait <= t.s.maxRetryAfter {
 				t.pauseFor(wait) // before the probe is released, so that no request slips through
@@ -245,14 +246,19 @@ func (t *Target) describe(err error) string {
 	return err.Error()
 }
 
-// backoffDelay is exponential backoff with full jitter: a random wait
-// between 0 and min(max, base·2^attempt).
-func (t *Target) backoffDelay(attempt int) time.Duration {
+// backoffCeiling is min(max, base·2^attempt).
+func (t *Target) backoffCeiling(attempt int) time.Duration {
 	ceiling := t.s.backoffBase
 	for i := 0; i < attempt && ceiling < t.s.backoffMax; i++ {
 		ceiling *= 2
 	}
-	ceiling = min(ceiling, t.s.backoffMax)
+	return min(ceiling, t.s.backoffMax)
+}
+
+// backoffDelay is exponential backoff with full jitter: a random wait
+// between 0 and backoffCeiling(attempt).
+func (t *Target) backoffDelay(attempt int) time.Duration {
+	ceiling := t.backoffCeiling(attempt)
 	if ceiling <= 0 {
 		return 0
 	}

@@ -117,6 +117,9 @@ func (t *Target) Write(ctx context.Context, objectName string, changes []connect
 		return results, fmt.Errorf("http target: object %q is not configured (configured: %s)",
 			objectName, strings.Join(slices.Sorted(maps.Keys(t.s.objects)), ", "))
 	}
+	if len(changes) == 0 {
+		return results, nil
+	}
 	c := &call{}
 	var wg sync.WaitGroup
 	for i := range changes {

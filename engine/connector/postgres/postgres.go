@@ -181,3 +181,16 @@ func classifyConnect(err error) *connector.Error {
 	}
 	return nil
 }
+
+// Check validates a configuration without connecting or reading the
+// secrets' values, so a project can be checked where they are not set.
+func Check(cfg Config) error {
+	cfg.Env = func(string) (string, bool) { return "postgres://localhost/x", true }
+	if _, _, err := connectionURL(cfg); err != nil {
+		return err
+	}
+	if cfg.Concurrency < 0 {
+		return fmt.Errorf("concurrency %d must be positive", cfg.Concurrency)
+	}
+	return nil
+}

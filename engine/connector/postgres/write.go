@@ -84,6 +84,9 @@ func (t *Target) Write(ctx context.Context, object string, changes []connector.C
 	if err := ctx.Err(); err != nil {
 		return results, fmt.Errorf("writing %d changes to %s: %w", len(changes), object, err)
 	}
+	if len(changes) == 0 {
+		return results, nil
+	}
 	tbl, err := t.table(ctx, object, false)
 	if err != nil {
 		return results, err
