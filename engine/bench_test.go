@@ -48,7 +48,6 @@ func setupBench(b *testing.B, rows int, target connector.Target, s *engine.Sync)
 	p, err := engine.NewProject(map[string]engine.Connection{"erp": testConnection}, s)
 	require.NoError(b, err)
 	eng := engine.New(db, p, engine.Options{Open: func(context.Context, engine.Connection) (connector.Target, error) { return target, nil }})
-	b.Cleanup(func() { eng.Close() })
 	return &testBundle{db: db, eng: eng}
 }
 

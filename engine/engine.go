@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"sync"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -25,9 +24,6 @@ type Engine struct {
 	open    Opener
 	log     *slog.Logger
 	scripts TransformerFactory
-
-	mu      sync.Mutex
-	targets map[string]connector.Target
 }
 
 // Options configure an Engine.
@@ -50,19 +46,16 @@ func New(db *pgxpool.Pool, p *Project, opts Options) *Engine {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Engine{db: db, q: queries.New(db), project: p, open: opts.Open, log: opts.Logger, scripts: opts.Transformers, targets: map[string]connector.Target{}}
+	return &Engine{db: db, q: queries.New(db), project: p, open: opts.Open, log: opts.Logger, scripts: opts.Transformers}
 }
 
 // Project returns the engine's project.
 func (e *Engine) Project() *Project { return e.project }
 
-// target returns the open target of a connection, opening it once.
-func (e *Engine) target(ctx context.Context, name string) (connector.Target, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if t, ok := e.targets[name]; ok {
-		return t, nil
-	}
+// openTarget opens the target of a connection for one run. Each run gets
+// its own, so that it starts unproven: bad credentials cost one call, and a
+// run never inherits another's state.
+func (e *Engine) openTarget(ctx context.Context, name string) (connector.Target, error) {
 	c, ok := e.project.Connections[name]
 	if !ok {
 		return nil, fmt.Errorf("unknown connection %q", name)
@@ -71,22 +64,7 @@ func (e *Engine) target(ctx context.Context, name string) (connector.Target, err
 	if err != nil {
 		return nil, fmt.Errorf("opening connection %s: %w", name, err)
 	}
-	e.targets[name] = t
 	return t, nil
-}
-
-// Close closes every target the engine opened.
-func (e *Engine) Close() error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var errs []error
-	for name, t := range e.targets {
-		if err := t.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("closing connection %s: %w", name, err))
-		}
-		delete(e.targets, name)
-	}
-	return errors.Join(errs...)
 }
 
 // ErrBusy is returned when another process is running the same sync.

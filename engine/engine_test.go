@@ -73,7 +73,6 @@ func setup(t *testing.T, syncs ...*engine.Sync) *testBundle {
 	require.NoError(t, err)
 	target := enginetest.NewMemory()
 	eng := engine.New(db, p, engine.Options{Open: func(context.Context, engine.Connection) (connector.Target, error) { return target, nil }})
-	t.Cleanup(func() { eng.Close() })
 	return &testBundle{t: t, db: db, target: target, eng: eng}
 }
 

@@ -109,7 +109,7 @@ func (r *runner) decide(ctx context.Context, recs []*record) ([]*item, error) {
 			continue
 		}
 		it.hash = r.hashOf(it.mapped)
-		it.decision = r.choose(it)
+		it.decision = r.choose(ctx, it)
 	}
 	return items, nil
 }
@@ -196,11 +196,11 @@ func (r *runner) hashOf(m map[string]any) string {
 
 // choose decides between insert, update, unchanged and skip from the link
 // row and the mode.
-func (r *runner) choose(it *item) Decision {
+func (r *runner) choose(ctx context.Context, it *item) Decision {
 	hasTarget := it.linked && it.link.targetID != ""
 	switch {
 	case it.linked && !hasTarget && it.link.status == StatusPending:
-		return r.reconcile(it)
+		return r.reconcile(ctx, it)
 	case hasTarget && it.link.hash != "" && it.link.hash == it.hash:
 		it.targetID = it.link.targetID
 		return DecideUnchanged
@@ -221,13 +221,42 @@ func (r *runner) choose(it *item) Decision {
 }
 
 // reconcile settles an insert whose outcome was lost (a crash, or an
-// ambiguous timeout): look the record up in the target by match_on when the
-// target can; otherwise leave it pending rather than risk a duplicate.
-func (r *runner) reconcile(it *item) Decision {
-	it.fail(DecideFail, "pending", fmt.Sprintf(
-		"an earlier insert of source id %s may or may not have reached the target; check %s for it, then set link_tables.%s row %s to target_id=<id>, status 'matched' (found) or status 'error' (absent: it is inserted again)%s",
-		it.id, r.s.Target.Object, r.s.Name, it.id, r.matchHint()))
-	return DecideFail
+// ambiguous timeout): look the record up in the target by target.match_on
+// when the target can; otherwise leave it pending rather than risk a
+// duplicate.
+func (r *runner) reconcile(ctx context.Context, it *item) Decision {
+	unknown := func(why string) Decision {
+		it.fail(DecideFail, "pending", fmt.Sprintf(
+			"an earlier insert of source id %s may or may not have reached the target%s; check %s for it, then set its row in link_tables.%s to target_id=<id>, status 'matched' (found) or status 'error' (absent: it is inserted again)%s",
+			it.id, why, r.s.Target.Object, r.s.Name, r.matchHint()))
+		return DecideFail
+	}
+	finder, ok := r.target.(connector.Finder)
+	if !ok || len(r.s.Target.MatchOn) == 0 {
+		return unknown("")
+	}
+	match := make(map[string]any, len(r.s.Target.MatchOn))
+	for _, f := range r.s.Target.MatchOn {
+		v := it.mapped[f]
+		if v == nil {
+			return unknown(fmt.Sprintf(" (its match_on field %s is empty, so it cannot be looked up)", f))
+		}
+		match[f] = v
+	}
+	found, err := finder.Find(ctx, r.s.Target.Object, match)
+	r.res.Counts.TargetCalls++
+	if err != nil {
+		return unknown(fmt.Sprintf(" (looking it up failed: %v)", err))
+	}
+	switch len(found) {
+	case 0:
+		return DecideInsert // it never arrived
+	case 1:
+		it.targetID = fmt.Sprint(found[0]["id"])
+		return DecideUpdate
+	default:
+		return unknown(fmt.Sprintf(" (%d target records match %v)", len(found), match))
+	}
 }
 
 func (r *runner) matchHint() string {

@@ -177,11 +177,16 @@ func (r *runner) run(ctx context.Context) (runErr error) {
 	if r.sc, err = describeScope(ctx, tx, s); err != nil {
 		return err
 	}
+	defer func() {
+		if r.xf != nil {
+			r.xf.Close()
+		}
+		if r.target != nil {
+			r.target.Close()
+		}
+	}()
 	if err := r.prepare(ctx); err != nil {
 		return err
-	}
-	if r.xf != nil {
-		defer r.xf.Close()
 	}
 
 	if writes {
@@ -214,7 +219,7 @@ func (r *runner) run(ctx context.Context) (runErr error) {
 func (r *runner) prepare(ctx context.Context) error {
 	s := r.s
 	var err error
-	if r.target, err = r.e.target(ctx, s.Target.Connection); err != nil {
+	if r.target, err = r.e.openTarget(ctx, s.Target.Connection); err != nil {
 		return fmt.Errorf("sync %s: %w", s.Name, err)
 	}
 	if r.opts.DryRun {

@@ -77,7 +77,6 @@ func cmdRun(ctx context.Context, c *cli, args []string) int {
 		return c.fail(err)
 	}
 	eng := c.engine(pool, p)
-	defer eng.Close()
 	return c.runSyncs(ctx, eng, syncs, engine.RunOptions{Full: f.full})
 }
 
@@ -140,7 +139,6 @@ func cmdPlan(ctx context.Context, c *cli, args []string) int {
 		return c.fail(err)
 	}
 	eng := c.engine(pool, p)
-	defer eng.Close()
 	fmt.Fprintln(c.stdout, "Plan (dry run: nothing is written). A child's parent ids resolve only once the parent has synced.")
 	for _, s := range syncs {
 		res, err := eng.Run(ctx, s.Name, engine.RunOptions{DryRun: true, Full: f.full, Samples: *samples})
@@ -189,7 +187,6 @@ func cmdTest(ctx context.Context, c *cli, args []string) int {
 	}
 	defer pool.Close()
 	eng := c.engine(pool, p)
-	defer eng.Close()
 	res, err := eng.Run(ctx, name, engine.RunOptions{IDs: ids, DryRun: !*write, Samples: len(ids)})
 	if err != nil {
 		return c.fail(err)
@@ -317,7 +314,6 @@ func cmdCheck(ctx context.Context, c *cli, args []string) int {
 	}
 	defer pool.Close()
 	eng := c.engine(pool, p)
-	defer eng.Close()
 	if err := eng.Check(ctx); err != nil {
 		return c.fail(err)
 	}

@@ -82,7 +82,6 @@ func demo(ctx context.Context, c *cli, server, dir string) error {
 		return err
 	}
 	eng := c.engine(pool, p)
-	defer eng.Close()
 	syncs, err := p.GroupOrder("crm_to_erp")
 	if err != nil {
 		return err

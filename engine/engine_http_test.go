@@ -1,0 +1,164 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ferry-sync/ferry/engine"
+	"github.com/ferry-sync/ferry/engine/connector"
+	httptarget "github.com/ferry-sync/ferry/engine/connector/http"
+	"github.com/ferry-sync/ferry/engine/connector/crmtest"
+	"github.com/ferry-sync/ferry/queries/dbtest"
+)
+
+// crmBundle syncs crm.contacts into a CRM-like HTTP server through the real
+// http connector.
+type crmBundle struct {
+	*testBundle
+	srv *crmtest.Server
+}
+
+func setupCRM(t *testing.T, s *engine.Sync) *crmBundle {
+	t.Helper()
+	srv := crmtest.New(t, crmtest.Options{Token: "secret", Objects: map[string]crmtest.Object{
+		"contacts": {Required: []string{"email"}, Unique: []string{"email"}, Patterns: map[string]string{"email": `^[^@\s]+@[^@\s]+$`}},
+	}})
+	settings, err := json.Marshal(map[string]any{
+		"base_url":     srv.URL,
+		"auth":         map[string]any{"type": "bearer", "token_env": "CRM_TOKEN"},
+		"timeout":      "500ms",
+		"backoff_base": "5ms",
+		"backoff_max":  "20ms",
+		"objects": map[string]any{"contacts": map[string]any{
+			"insert": map[string]any{"method": "POST", "path": "/contacts"},
+			"update": map[string]any{"method": "PATCH", "path": "/contacts/{id}"},
+			"lookup": map[string]any{"path": "/contacts/search", "results_path": "results"},
+		}},
+	})
+	require.NoError(t, err)
+	db := dbtest.NewPool(t)
+	_, err = db.Exec(context.Background(), warehouseSQL)
+	require.NoError(t, err)
+	p, err := engine.NewProject(map[string]engine.Connection{"crm": {Kind: "http", Settings: settings}}, s)
+	require.NoError(t, err)
+	token := "secret"
+	open := func(ctx context.Context, c engine.Connection) (connector.Target, error) {
+		var cfg httptarget.Config
+		if err := json.Unmarshal(c.Settings, &cfg); err != nil {
+			return nil, err
+		}
+		cfg.Env = func(name string) (string, bool) { return token, name == "CRM_TOKEN" }
+		return httptarget.New(ctx, cfg)
+	}
+	eng := engine.New(db, p, engine.Options{Open: open})
+	return &crmBundle{testBundle: &testBundle{t: t, db: db, eng: eng}, srv: srv}
+}
+
+func crmContactsSync() *engine.Sync {
+	return &engine.Sync{
+		Name:    "contacts",
+		Source:  engine.Source{Table: "crm.contacts"},
+		Target:  engine.TargetRef{Connection: "crm", Object: "contacts", MatchOn: []string{"email"}},
+		Mapping: []engine.Field{{Source: "name", Target: "name"}, {Source: "email", Target: "email"}},
+	}
+}
+
+// emails returns how often each e-mail address is held by the server.
+func (b *crmBundle) emails() map[string]int {
+	out := map[string]int{}
+	for _, r := range b.srv.Records("contacts") {
+		out[fmt.Sprint(r["email"])]++
+	}
+	return out
+}
+
+func TestHTTPTargetEveryValidRecordExactlyOnce(t *testing.T) {
+	t.Parallel()
+	b := setupCRM(t, crmContactsSync())
+	b.exec(`INSERT INTO crm.contacts (id, name, email, _sdc_batched_at)
+		SELECT g, 'Person ' || g, CASE WHEN g = 7 THEN 'not-an-email' ELSE 'p' || g || '@example.com' END,
+		       now() - interval '1 day' + g * interval '1 second'
+		FROM generate_series(1, 30) g`)
+
+	// Transient trouble the connector must absorb: 500s and 429s.
+	b.srv.FailNext(3, 500)
+	b.srv.RateLimitNext(2, 20*time.Millisecond)
+	res := b.run("contacts")
+	assert.Equal(t, int64(29), res.Counts.Inserted)
+	assert.Equal(t, int64(1), res.Counts.Failed)
+	assert.Contains(t, b.linkError("contacts", "7"), "email", "the CRM's validation message reaches the link row")
+	assert.Contains(t, b.linkError("contacts", "7"), "HTTP 422")
+
+	// Bad credentials: the run stops after one failing call.
+	b.exec(`UPDATE crm.contacts SET name = name || ' (edited)', _sdc_batched_at = now() WHERE id <= 10`)
+	b.srv.SetToken("rotated")
+	b.srv.ResetCounters()
+	_, err := b.eng.Run(context.Background(), "contacts", engine.RunOptions{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "refused the credentials")
+	assert.Equal(t, 1, b.srv.Requests(), "one failing call, not one per record")
+
+	// Credentials fixed: the edits go through, nothing is duplicated.
+	b.srv.SetToken("secret")
+	res = b.run("contacts")
+	assert.Equal(t, int64(9), res.Counts.Updated, "ids 1-10 edited, 7 still invalid")
+	for email, n := range b.emails() {
+		assert.Equal(t, 1, n, "%s is held once", email)
+	}
+	assert.Len(t, b.srv.Records("contacts"), 29)
+	for _, r := range b.srv.Records("contacts") {
+		if r["email"] == "p3@example.com" {
+			assert.Equal(t, "Person 3 (edited)", r["name"])
+		}
+	}
+}
+
+func TestHTTPTargetLostAnswerIsReconciledNotDuplicated(t *testing.T) {
+	t.Parallel()
+	b := setupCRM(t, crmContactsSync())
+	b.exec(`INSERT INTO crm.contacts (id, name, email) VALUES (1, 'Ann', 'ann@example.com')`)
+
+	// The CRM stores the contact but the answer never comes back.
+	b.srv.HangNext(1)
+	res := b.run("contacts")
+	assert.Equal(t, int64(1), res.Counts.Failed)
+	assert.Equal(t, "pending:", b.links("contacts")["1"], "an ambiguous insert is pending, not error")
+	assert.Len(t, b.srv.Records("contacts"), 1, "the CRM applied it")
+
+	// The next run looks it up by e-mail (match_on) and links it.
+	res = b.run("contacts")
+	assert.Equal(t, int64(1), res.Counts.Updated)
+	assert.Len(t, b.srv.Records("contacts"), 1, "never inserted twice")
+	assert.Regexp(t, `^success:.+`, b.links("contacts")["1"])
+}
+
+func TestHTTPTargetPendingWithoutMatchOnWaitsForTheAnalyst(t *testing.T) {
+	t.Parallel()
+	s := crmContactsSync()
+	s.Target.MatchOn = nil
+	b := setupCRM(t, s)
+	b.exec(`INSERT INTO crm.contacts (id, name, email) VALUES (1, 'Ann', 'ann@example.com')`)
+	b.srv.HangNext(1)
+	b.run("contacts")
+	res := b.run("contacts")
+	assert.Equal(t, int64(1), res.Counts.Failed)
+	assert.Len(t, b.srv.Records("contacts"), 1, "not re-sent blindly")
+	msg := b.linkError("contacts", "1")
+	assert.Contains(t, msg, "may or may not have reached the target")
+	assert.Contains(t, msg, "status 'matched'")
+	assert.Contains(t, msg, "target.match_on")
+
+	// The analyst links it by SQL, as the message says: the next run updates it.
+	id := fmt.Sprint(b.srv.Records("contacts")[0]["id"])
+	b.exec(`UPDATE link_tables.contacts SET target_id = $1, status = 'matched' WHERE source_id = 1`, id)
+	b.exec(`UPDATE crm.contacts SET name = 'Ann B', _sdc_batched_at = now()`)
+	res = b.run("contacts")
+	assert.Equal(t, int64(1), res.Counts.Updated)
+	assert.Equal(t, "Ann B", b.srv.Records("contacts")[0]["name"])
+}
