@@ -18,11 +18,6 @@ import (
 	"github.com/ferry-sync/ferry/templates"
 )
 
-const (
-	demoWarehouseDB = "ferry_demo"
-	demoERPDB       = "ferry_demo_erp"
-)
-
 // cmdDemo runs the demo project end to end on the local PostgreSQL: two
 // fresh databases (a CRM warehouse and an ERP), a first full sync, changes
 // in the CRM, an incremental sync, and the QA queries an analyst would run.
@@ -30,6 +25,7 @@ func cmdDemo(ctx context.Context, c *cli, args []string) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
 	dir := fs.String("dir", filepath.Join(os.TempDir(), "ferry-demo"), "where to write the demo project's files")
+	prefix := fs.String("db-prefix", "ferry_demo", "name prefix of the two demo databases (recreated on every run)")
 	if fs.Parse(args) != nil {
 		return exitUsage
 	}
@@ -37,18 +33,19 @@ func cmdDemo(ctx context.Context, c *cli, args []string) int {
 	if server == "" {
 		server = envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
 	}
-	if err := demo(ctx, c, server, *dir); err != nil {
+	if err := demo(ctx, c, server, *dir, *prefix); err != nil {
 		return c.fail(err)
 	}
 	return exitOK
 }
 
-func demo(ctx context.Context, c *cli, server, dir string) error {
+func demo(ctx context.Context, c *cli, server, dir, prefix string) error {
 	out := c.stdout
 	step := func(format string, args ...any) { fmt.Fprintf(out, "\n== "+format+"\n", args...) }
 
-	step("Setting up: a CRM warehouse (database %s) and an ERP (database %s)", demoWarehouseDB, demoERPDB)
-	whURL, erpURL, err := demoDatabases(ctx, server)
+	whDB, erpDB := prefix, prefix+"_erp"
+	step("Setting up: a CRM warehouse (database %s) and an ERP (database %s)", whDB, erpDB)
+	whURL, erpURL, err := demoDatabases(ctx, server, whDB, erpDB)
 	if err != nil {
 		return err
 	}
@@ -138,14 +135,14 @@ func demo(ctx context.Context, c *cli, server, dir string) error {
 
 // demoDatabases (re)creates the two demo databases on the server and returns
 // their URLs.
-func demoDatabases(ctx context.Context, server string) (string, string, error) {
+func demoDatabases(ctx context.Context, server string, names ...string) (string, string, error) {
 	admin, err := pgx.Connect(ctx, server)
 	if err != nil {
 		return "", "", fmt.Errorf("the demo needs a PostgreSQL server at %s: %w (start one, or set DATABASE_URL)", redactURL(server), err)
 	}
 	defer admin.Close(ctx)
 	var urls []string
-	for _, name := range []string{demoWarehouseDB, demoERPDB} {
+	for _, name := range names {
 		id := pgx.Identifier{name}.Sanitize()
 		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+id+" WITH (FORCE)"); err != nil {
 			return "", "", fmt.Errorf("dropping the old demo database %s: %w", name, err)
