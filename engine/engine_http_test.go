@@ -12,8 +12,8 @@ import (
 
 	"github.com/ferry-sync/ferry/engine"
 	"github.com/ferry-sync/ferry/engine/connector"
-	httptarget "github.com/ferry-sync/ferry/engine/connector/http"
 	"github.com/ferry-sync/ferry/engine/connector/crmtest"
+	httptarget "github.com/ferry-sync/ferry/engine/connector/http"
 	"github.com/ferry-sync/ferry/queries/dbtest"
 )
 
