@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferry-sync/ferry/engine/connector"
 	"github.com/ferry-sync/ferry/queries"
+	"github.com/ferry-sync/ferry/scripting"
 )
 
 // Opener opens the target of a connection.
@@ -18,12 +19,13 @@ type Opener func(ctx context.Context, c Connection) (connector.Target, error)
 
 // Engine runs the syncs of one project against one warehouse.
 type Engine struct {
-	db      *pgxpool.Pool
-	q       *queries.Queries
-	project *Project
-	open    Opener
-	log     *slog.Logger
-	scripts TransformerFactory
+	db        *pgxpool.Pool
+	q         *queries.Queries
+	project   *Project
+	open      Opener
+	log       *slog.Logger
+	pool      *scripting.Pool
+	isolation scripting.Isolation
 }
 
 // Options configure an Engine.
@@ -32,9 +34,13 @@ type Options struct {
 	Open Opener
 	// Logger gets run progress and warnings; slog.Default() when nil.
 	Logger *slog.Logger
-	// Transformers compiles syncs' transforms; syncs with a transform fail
-	// when it is nil.
-	Transformers TransformerFactory
+	// ScriptPool runs transforms in worker processes with a memory limit.
+	// When nil, each run starts a private one-worker pool.
+	ScriptPool *scripting.Pool
+	// ScriptIsolation is "process" (the default: a script that runs out of
+	// memory fails its record, never Ferry) or "none" (in-process: faster,
+	// for tests and trusted scripts).
+	ScriptIsolation scripting.Isolation
 }
 
 // New returns an engine. db is the warehouse, which also holds Ferry's state
@@ -46,7 +52,7 @@ func New(db *pgxpool.Pool, p *Project, opts Options) *Engine {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Engine{db: db, q: queries.New(db), project: p, open: opts.Open, log: opts.Logger, scripts: opts.Transformers}
+	return &Engine{db: db, q: queries.New(db), project: p, open: opts.Open, log: opts.Logger, pool: opts.ScriptPool, isolation: opts.ScriptIsolation}
 }
 
 // Project returns the engine's project.

@@ -1,8 +1,309 @@
 package engine
 
-// Host is the engine's side of a script's pq helper during one run.
-type Host struct {
-	r *runner
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/ferry-sync/ferry/engine/connector"
+	"github.com/ferry-sync/ferry/queries"
+	"github.com/ferry-sync/ferry/scripting"
+)
+
+// queryTimeout bounds one pq warehouse query.
+const queryTimeout = 30 * time.Second
+
+// host is the engine's side of a script's pq helper: warehouse queries,
+// lookups and writes through the project's connections, other syncs' link
+// tables, and (for standalone scripts) state kept between runs.
+type host struct {
+	e      *Engine
+	r      *runner // the sync run, nil for a standalone script
+	script string  // the standalone script's name, "" in a sync
+
+	mu      sync.Mutex
+	targets map[string]connector.Target // opened by this host, closed with it
 }
 
-func (r *runner) host() *Host { return &Host{r: r} }
+var _ scripting.Host = (*host)(nil)
+
+func newHost(e *Engine, r *runner, script string) *host {
+	return &host{e: e, r: r, script: script, targets: map[string]connector.Target{}}
+}
+
+func (h *host) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for name, t := range h.targets {
+		if err := t.Close(); err != nil {
+			h.e.log.Warn("closing a script's connection", "connection", name, "err", err)
+		}
+	}
+	h.targets = map[string]connector.Target{}
+}
+
+// target returns the target of a connection: the sync's own for "".
+func (h *host) target(ctx context.Context, connection string) (connector.Target, string, error) {
+	if h.r != nil && (connection == "" || connection == h.r.s.Target.Connection) {
+		return h.r.target, h.r.s.Target.Connection, nil
+	}
+	if connection == "" {
+		return nil, "", errors.New("a standalone script must name its connection: pq.connect(\"name\")")
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if t, ok := h.targets[connection]; ok {
+		return t, connection, nil
+	}
+	t, err := h.e.openTarget(ctx, connection)
+	if err != nil {
+		return nil, "", err
+	}
+	h.targets[connection] = t
+	return t, connection, nil
+}
+
+func (h *host) object(object string) string {
+	if object == "" && h.r != nil {
+		return h.r.s.Target.Object
+	}
+	return object
+}
+
+// Query runs a read-only query on the warehouse.
+func (h *host) Query(ctx context.Context, sql string, args []any) ([]map[string]any, error) {
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	tx, err := h.e.db.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("pq query: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("pq query: %w", err)
+	}
+	return rowMaps(rows)
+}
+
+// rowMaps reads rows into record values (see values.go).
+func rowMaps(rows pgx.Rows) ([]map[string]any, error) {
+	defer rows.Close()
+	fields := rows.FieldDescriptions()
+	var out []map[string]any
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			return nil, err
+		}
+		raw := rows.RawValues()
+		m := make(map[string]any, len(fields))
+		for i, f := range fields {
+			var v any
+			if (f.DataTypeOID == pgtype.JSONOID || f.DataTypeOID == pgtype.JSONBOID) && raw[i] != nil {
+				v, err = decodeJSON(raw[i])
+			} else {
+				v, err = normalize(f.DataTypeOID, vals[i])
+			}
+			if err != nil {
+				return nil, fmt.Errorf("column %s: %w", f.Name, err)
+			}
+			m[f.Name] = v
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// Find looks records up in a target.
+func (h *host) Find(ctx context.Context, connection, object string, match map[string]any) ([]map[string]any, error) {
+	t, name, err := h.target(ctx, connection)
+	if err != nil {
+		return nil, err
+	}
+	finder, ok := t.(connector.Finder)
+	if !ok {
+		return nil, fmt.Errorf("connection %s cannot look records up (configure a lookup for %s)", name, h.object(object))
+	}
+	return finder.Find(ctx, h.object(object), match)
+}
+
+// Write adds, updates or deletes one record. A write keyed by a source id is
+// recorded in the script's link table, so a rerun updates instead of adding
+// again.
+func (h *host) Write(ctx context.Context, w scripting.Write) (string, error) {
+	t, conn, err := h.target(ctx, w.Connection)
+	if err != nil {
+		return "", err
+	}
+	object := h.object(w.Object)
+	var lt *linkTable
+	if w.SourceID != "" {
+		if lt, err = h.scriptLinks(ctx, t, conn, object); err != nil {
+			return "", err
+		}
+		linked, err := lt.targetIDs(ctx, h.e.db, []string{w.SourceID})
+		if err != nil {
+			return "", err
+		}
+		if id, ok := linked[w.SourceID]; ok && w.Op == scripting.OpAdd {
+			w.Op, w.ID = scripting.OpUpdate, id
+		}
+	}
+	var change connector.Change
+	switch w.Op {
+	case scripting.OpAdd:
+		change = connector.Change{Op: connector.OpInsert, SourceID: w.SourceID, Payload: w.Record}
+	case scripting.OpUpdate:
+		change = connector.Change{Op: connector.OpUpdate, SourceID: w.SourceID, TargetID: w.ID, Payload: w.Record}
+	default:
+		return "", fmt.Errorf("connection %s: %s is not supported by this connector yet", conn, w.Op)
+	}
+	results, callErr := t.Write(ctx, object, []connector.Change{change})
+	var res connector.Result
+	if len(results) > 0 {
+		res = results[0]
+	}
+	if callErr == nil && res.Err != nil {
+		callErr = res.Err
+	}
+	if lt != nil && res.Done {
+		lw := linkWrite{sourceID: w.SourceID, status: StatusSuccess, synced: true}
+		if callErr != nil {
+			msg, class := callErr.Error(), string(connector.ClassOf(callErr))
+			lw = linkWrite{sourceID: w.SourceID, status: StatusError, errText: &msg, errClass: &class, failedOnce: true}
+			if connector.ClassOf(callErr) == connector.Ambiguous && change.Op == connector.OpInsert {
+				lw.status = StatusPending
+			}
+		} else {
+			id := res.TargetID
+			lw.targetID = &id
+			lw.payload = payloadJSON(w.Record)
+		}
+		if err := lt.upsert(ctx, h.e.db, []linkWrite{lw}); err != nil {
+			return "", err
+		}
+	}
+	if callErr != nil {
+		return "", fmt.Errorf("%s %s on connection %s: %w", change.Op, object, conn, callErr)
+	}
+	return res.TargetID, nil
+}
+
+var unsafeName = regexp.MustCompile(`[^a-z0-9_]+`)
+
+// scriptLinks returns the link table of a standalone script's writes to one
+// object: link_tables.script_<script>_<object>.
+func (h *host) scriptLinks(ctx context.Context, t connector.Target, conn, object string) (*linkTable, error) {
+	owner := h.script
+	if h.r != nil {
+		owner = h.r.s.Name
+	}
+	name := unsafeName.ReplaceAllString(strings.ToLower("script_"+owner+"_"+object), "_")
+	if len(name) > 63 {
+		name = name[:63]
+	}
+	targetType := "text"
+	if typer, ok := t.(connector.IDTyper); ok {
+		if tt, err := typer.IDType(ctx, object); err == nil {
+			targetType = tt
+		}
+	}
+	return ensureLinkTable(ctx, h.e.db, name, "text", targetType)
+}
+
+// Link returns the target id another sync's link table holds for sourceID.
+func (h *host) Link(ctx context.Context, sync, sourceID string) (string, bool, error) {
+	if _, ok := h.e.project.Sync(sync); !ok {
+		return "", false, fmt.Errorf("pq.link: unknown sync %q", sync)
+	}
+	lt, err := openLinkTable(ctx, h.e.db, sync)
+	if err != nil || lt == nil {
+		return "", false, err
+	}
+	ids, err := lt.targetIDs(ctx, h.e.db, []string{sourceID})
+	if err != nil {
+		return "", false, err
+	}
+	id, ok := ids[sourceID]
+	return id, ok, nil
+}
+
+// GetState returns what a standalone script stored on its last run.
+func (h *host) GetState(ctx context.Context) (any, error) {
+	if h.script == "" {
+		return nil, errors.New("pq.get_state is for standalone scripts; a transform keeps no state between records")
+	}
+	raw, err := h.e.q.ScriptStateGet(ctx, h.script)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the state of script %s: %w", h.script, err)
+	}
+	return decodeJSON(raw)
+}
+
+// SetState stores a standalone script's state for its next run.
+func (h *host) SetState(ctx context.Context, value any) error {
+	if h.script == "" {
+		return errors.New("pq.set_state is for standalone scripts; a transform keeps no state between records")
+	}
+	raw, err := json.Marshal(value)
+	if err != nil {
+		return fmt.Errorf("pq.set_state: the value cannot be stored as JSON: %w", err)
+	}
+	if err := h.e.q.ScriptStateSet(ctx, queries.ScriptStateSetParams{Script: h.script, State: raw}); err != nil {
+		return fmt.Errorf("storing the state of script %s: %w", h.script, err)
+	}
+	return nil
+}
+
+// Log receives what the script prints.
+func (h *host) Log(msg string) {
+	if h.r != nil {
+		h.e.log.Info(msg, "sync", h.r.s.Name, "script", h.r.s.Transform)
+		return
+	}
+	h.e.log.Info(msg, "script", h.script)
+}
+
+// RunScript runs a standalone data-sync script (def main(pq)) and returns
+// what it printed. One run at a time per script, across processes.
+func (e *Engine) RunScript(ctx context.Context, name string, src []byte, loadDir string) ([]string, error) {
+	conn, err := e.db.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("script %s: connecting to the warehouse: %w", name, err)
+	}
+	defer conn.Release()
+	var got bool
+	key := lockKey("script:" + name)
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&got); err != nil {
+		return nil, fmt.Errorf("script %s: taking the run lock: %w", name, err)
+	}
+	if !got {
+		return nil, fmt.Errorf("script %s: %w (another process holds its lock)", name, ErrBusy)
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", key) //nolint:errcheck
+
+	script, err := scripting.Compile(ctx, name, src, scripting.Options{Entry: "main", LoadDir: loadDir, Isolation: e.isolation, Pool: e.pool})
+	if err != nil {
+		return nil, fmt.Errorf("script %s: %w", name, err)
+	}
+	defer script.Close()
+	h := newHost(e, nil, name)
+	defer h.close()
+	printed, err := script.RunMain(ctx, h)
+	if err != nil {
+		return printed, fmt.Errorf("script %s: %w", name, err)
+	}
+	return printed, nil
+}

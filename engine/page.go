@@ -108,7 +108,7 @@ func (r *runner) decide(ctx context.Context, recs []*record) ([]*item, error) {
 			it.fail(DecideFail, "dependency", msg)
 			continue
 		}
-		it.hash = r.hashOf(it.mapped)
+		it.hash = r.hashOf(it)
 		it.decision = r.choose(ctx, it)
 	}
 	return items, nil
@@ -183,10 +183,23 @@ func typedID(id, sqlType string) any {
 	return id
 }
 
-func (r *runner) hashOf(m map[string]any) string {
-	b, err := json.Marshal(m)
+// hashOf hashes what shapes the record in the target: the mapped record and,
+// when a transform may read any column, the scope row too (less the
+// bookmark and _sdc_ columns, which change without the data changing).
+func (r *runner) hashOf(it *item) string {
+	var in any = it.mapped
+	if len(r.s.TransformSource) > 0 {
+		row := make(map[string]any, len(it.rec.values))
+		for k, v := range it.rec.values {
+			if (r.sc.bookmark == nil || k != r.sc.bookmark.Name) && !strings.HasPrefix(k, "_sdc_") {
+				row[k] = v
+			}
+		}
+		in = [2]any{it.mapped, row}
+	}
+	b, err := json.Marshal(in)
 	if err != nil {
-		b = []byte(fmt.Sprint(m))
+		b = []byte(fmt.Sprint(in))
 	}
 	h := sha256.New()
 	h.Write([]byte(r.finger))
@@ -266,16 +279,6 @@ func (r *runner) matchHint() string {
 	return ""
 }
 
-// transform runs the sync's transform on the records that will be written.
-func (r *runner) transform(ctx context.Context, items []*item) error {
-	for _, it := range items {
-		if it.decision == DecideInsert || it.decision == DecideUpdate {
-			it.payload = it.mapped
-		}
-	}
-	return nil
-}
-
 // write notes the page's write intent, sends the changes and returns the
 // link rows that record every outcome (committed by the recorder).
 func (r *runner) write(ctx context.Context, items []*item) (*pageOutcome, error) {
@@ -316,6 +319,11 @@ func (r *runner) write(ctx context.Context, items []*item) (*pageOutcome, error)
 	var callErr error
 	if len(changes) > 0 {
 		results, callErr = r.target.Write(ctx, r.s.Target.Object, changes)
+		if r.xf != nil {
+			// A cached "not found" would turn into a duplicate insert.
+			r.xf.ForgetLookups("")
+			r.xf.ForgetLookups(r.s.Target.Connection)
+		}
 		if len(results) != len(changes) {
 			padded := make([]connector.Result, len(changes))
 			copy(padded, results)

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"strings"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/ferry-sync/ferry/scripting"
 )
 
 // ProjectFile is the file at the root of a project folder.
@@ -137,6 +140,15 @@ func loadSyncFile(dir, path string) (*Sync, error) {
 			return nil, &ConfigError{File: rel, Field: "transform", Message: fmt.Sprintf("cannot read %s: %v", s.Transform, err)}
 		}
 		s.TransformSource = code
+		// A broken script is refused now, with its file and line, before
+		// any record is touched.
+		script, err := scripting.Compile(context.Background(), s.Transform, code, scripting.Options{
+			Entry: "transform", LoadDir: base, Isolation: scripting.IsolationNone,
+		})
+		if err != nil {
+			return nil, &ConfigError{File: rel, Field: "transform", Message: err.Error()}
+		}
+		script.Close()
 	}
 	return s, nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferry-sync/ferry/engine/connector"
 	"github.com/ferry-sync/ferry/queries"
+	"github.com/ferry-sync/ferry/scripting"
 )
 
 // RunOptions change what one run does.
@@ -52,6 +53,7 @@ type Counts struct {
 	Invalid     int64 `json:"invalid"`   // null or duplicate source ids
 	Failed      int64 `json:"failed"`
 	TargetCalls int64 `json:"target_calls"`
+	Lookups     int64 `json:"lookups"` // the transform's lookups in the target (pq), after the cache
 }
 
 // Run statuses.
@@ -115,6 +117,10 @@ func (e *Engine) Run(ctx context.Context, name string, opts RunOptions) (*RunRes
 	}
 	r := &runner{e: e, s: s, opts: opts, res: &RunResult{Sync: s.Name}, started: time.Now()}
 	err := r.run(ctx)
+	if opts.DryRun {
+		r.collect()
+		r.res.Duration = time.Since(r.started)
+	}
 	return r.res, err
 }
 
@@ -130,7 +136,8 @@ type runner struct {
 	lt       *linkTable
 	parents  []*linkTable
 	target   connector.Target
-	xf       Transformer
+	xf       *scripting.Script
+	host     *host
 	static   map[string]any
 	finger   string
 	runID    int64
@@ -180,6 +187,9 @@ func (r *runner) run(ctx context.Context) (runErr error) {
 	defer func() {
 		if r.xf != nil {
 			r.xf.Close()
+		}
+		if r.host != nil {
+			r.host.close()
 		}
 		if r.target != nil {
 			r.target.Close()
@@ -281,10 +291,8 @@ func (r *runner) prepare(ctx context.Context) error {
 		}
 	}
 	if len(s.TransformSource) > 0 {
-		if r.e.scripts == nil {
-			return fmt.Errorf("sync %s: it has a transform but this engine runs no scripts", s.Name)
-		}
-		if r.xf, err = r.e.scripts.Compile(ctx, s, r.host()); err != nil {
+		r.host = newHost(r.e, r, "")
+		if err := r.compileTransform(ctx); err != nil {
 			return err
 		}
 	}
@@ -411,6 +419,7 @@ func textOrNil(v any) *string {
 
 // finish records the run's outcome.
 func (r *runner) finish(ctx context.Context, runErr error) {
+	r.collect()
 	r.res.Duration = time.Since(r.started)
 	switch {
 	case runErr != nil:
@@ -430,10 +439,19 @@ func (r *runner) finish(ctx context.Context, runErr error) {
 	err := r.e.q.RunFinish(ctx, queries.RunFinishParams{
 		ID: r.runID, Status: r.res.Status, Read: c.Read, Inserted: c.Inserted, Updated: c.Updated,
 		Unchanged: c.Unchanged, Skipped: c.Skipped, Invalid: c.Invalid, Failed: c.Failed,
-		TargetCalls: c.TargetCalls, BookmarkAfter: after, Error: msg,
+		TargetCalls: c.TargetCalls, Lookups: c.Lookups, BookmarkAfter: after, Error: msg,
 	})
 	if err != nil {
 		r.e.log.Error("recording the end of a run", "sync", r.s.Name, "run", r.runID, "err", err)
+	}
+}
+
+// collect adds what the transform's pq helper did to the run's counts.
+func (r *runner) collect() {
+	if r.xf != nil {
+		st := r.xf.Stats()
+		r.res.Counts.Lookups = st.Finds
+		r.res.Counts.TargetCalls += st.Finds + st.Writes
 	}
 }
 

@@ -1,38 +1,88 @@
 package engine
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"path/filepath"
 
-// TransformerFactory prepares a sync's transform for one run: the script is
-// compiled once per run, never per record.
-type TransformerFactory interface {
-	Compile(ctx context.Context, s *Sync, host *Host) (Transformer, error)
+	"github.com/ferry-sync/ferry/scripting"
+)
+
+// compileTransform compiles the sync's transform once for the run.
+func (r *runner) compileTransform(ctx context.Context) error {
+	s := r.s
+	script, err := scripting.Compile(ctx, s.Transform, s.TransformSource, scripting.Options{
+		Entry:     "transform",
+		LoadDir:   r.e.loadDir(s),
+		Isolation: r.e.isolation,
+		Pool:      r.e.pool,
+	})
+	if err != nil {
+		return fmt.Errorf("sync %s: transform %s: %w (fix the script; no record was touched)", s.Name, s.Transform, err)
+	}
+	r.xf = script
+	return nil
 }
 
-// Transformer runs a sync's transform on a page of records.
-type Transformer interface {
-	// Transform returns one output per input, in order.
-	Transform(ctx context.Context, in []TransformInput) []TransformOutput
-	Close() error
+// loadDir is where a sync's script may load() its project's .star files
+// from: the folder of the sync's file.
+func (e *Engine) loadDir(s *Sync) string {
+	if e.project.Dir == "" || s.File == "" {
+		return ""
+	}
+	return filepath.Join(e.project.Dir, filepath.Dir(s.File))
 }
 
-// TransformInput is one record handed to transform(source_record,
-// target_record, pq, target_id).
-type TransformInput struct {
-	SourceID string
-	Source   map[string]any // the scope row (read-only in the script)
-	Target   map[string]any // the mapped record (the script may change it)
-	TargetID string         // "" for a record not linked yet
-}
-
-// TransformOutput is what the transform decided for one record.
-type TransformOutput struct {
-	Payload    map[string]any // nil: skip the record
-	SkipReason string
-	// TargetID, when set, tells the engine to update this target record
-	// (found by a lookup) instead of inserting; the link row remembers it.
-	TargetID string
-	// Insert forces an insert even though the record is linked.
-	Insert  bool
-	Printed []string
-	Err     error // the script failed on this record
+// transform runs the sync's transform on the page's records that will be
+// written, in one batch, and applies what it decided: a payload, a skip, an
+// update of a record it found, a forced insert, or an error.
+func (r *runner) transform(ctx context.Context, items []*item) error {
+	var todo []*item
+	for _, it := range items {
+		if it.decision == DecideInsert || it.decision == DecideUpdate {
+			it.payload = it.mapped
+			if r.xf != nil {
+				todo = append(todo, it)
+			}
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	inputs := make([]scripting.TransformInput, len(todo))
+	for i, it := range todo {
+		inputs[i] = scripting.TransformInput{SourceID: it.id, Source: it.rec.values, Target: it.mapped, TargetID: it.targetID, Host: r.host}
+	}
+	results := r.xf.TransformBatch(ctx, inputs)
+	for i, res := range results {
+		it := todo[i]
+		it.printed = res.Output.Printed
+		if res.Err != nil {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			it.payload = nil
+			it.fail(DecideFail, "script", fmt.Sprintf("%v; fix the transform: the record is retried on every run", res.Err))
+			continue
+		}
+		out := res.Output
+		switch {
+		case out.Payload == nil:
+			reason := out.SkipReason
+			if reason == "" {
+				reason = "transform returned None"
+			}
+			it.payload = nil
+			it.decision, it.class, it.reason = DecideSkip, "transform", reason
+		case out.TargetID != "":
+			// A lookup found the record: update it, and the link row will
+			// remember the match so later runs update it directly.
+			it.payload, it.decision, it.targetID = out.Payload, DecideUpdate, out.TargetID
+		case out.Insert:
+			it.payload, it.decision, it.targetID = out.Payload, DecideInsert, ""
+		default:
+			it.payload = out.Payload
+		}
+	}
+	return nil
 }

@@ -32,6 +32,7 @@ type FerryRun struct {
 	BookmarkBefore *string    `json:"bookmark_before"`
 	BookmarkAfter  *string    `json:"bookmark_after"`
 	Error          *string    `json:"error"`
+	Lookups        int64      `json:"lookups"`
 }
 
 type FerryRunError struct {

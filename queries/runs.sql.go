@@ -80,9 +80,10 @@ UPDATE ferry.runs SET
     invalid = $7,
     failed = $8,
     target_calls = $9,
-    bookmark_after = $10,
-    error = $11
-WHERE id = $12
+    lookups = $10,
+    bookmark_after = $11,
+    error = $12
+WHERE id = $13
 `
 
 type RunFinishParams struct {
@@ -95,6 +96,7 @@ type RunFinishParams struct {
 	Invalid       int64   `json:"invalid"`
 	Failed        int64   `json:"failed"`
 	TargetCalls   int64   `json:"target_calls"`
+	Lookups       int64   `json:"lookups"`
 	BookmarkAfter *string `json:"bookmark_after"`
 	Error         *string `json:"error"`
 	ID            int64   `json:"id"`
@@ -111,6 +113,7 @@ func (q *Queries) RunFinish(ctx context.Context, arg RunFinishParams) error {
 		arg.Invalid,
 		arg.Failed,
 		arg.TargetCalls,
+		arg.Lookups,
 		arg.BookmarkAfter,
 		arg.Error,
 		arg.ID,
@@ -119,7 +122,7 @@ func (q *Queries) RunFinish(ctx context.Context, arg RunFinishParams) error {
 }
 
 const runGet = `-- name: RunGet :one
-SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error FROM ferry.runs WHERE id = $1
+SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups FROM ferry.runs WHERE id = $1
 `
 
 func (q *Queries) RunGet(ctx context.Context, id int64) (FerryRun, error) {
@@ -142,12 +145,13 @@ func (q *Queries) RunGet(ctx context.Context, id int64) (FerryRun, error) {
 		&i.BookmarkBefore,
 		&i.BookmarkAfter,
 		&i.Error,
+		&i.Lookups,
 	)
 	return i, err
 }
 
 const runListBySync = `-- name: RunListBySync :many
-SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error FROM ferry.runs WHERE sync = $1 ORDER BY started_at DESC, id DESC LIMIT $2
+SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups FROM ferry.runs WHERE sync = $1 ORDER BY started_at DESC, id DESC LIMIT $2
 `
 
 type RunListBySyncParams struct {
@@ -181,6 +185,7 @@ func (q *Queries) RunListBySync(ctx context.Context, arg RunListBySyncParams) ([
 			&i.BookmarkBefore,
 			&i.BookmarkAfter,
 			&i.Error,
+			&i.Lookups,
 		); err != nil {
 			return nil, err
 		}

@@ -76,7 +76,11 @@ func cmdRun(ctx context.Context, c *cli, args []string) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	eng := c.engine(pool, p)
+	eng, closeEngine, err := c.engine(pool, p)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer closeEngine()
 	return c.runSyncs(ctx, eng, syncs, engine.RunOptions{Full: f.full})
 }
 
@@ -138,7 +142,11 @@ func cmdPlan(ctx context.Context, c *cli, args []string) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	eng := c.engine(pool, p)
+	eng, closeEngine, err := c.engine(pool, p)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer closeEngine()
 	fmt.Fprintln(c.stdout, "Plan (dry run: nothing is written). A child's parent ids resolve only once the parent has synced.")
 	for _, s := range syncs {
 		res, err := eng.Run(ctx, s.Name, engine.RunOptions{DryRun: true, Full: f.full, Samples: *samples})
@@ -186,7 +194,11 @@ func cmdTest(ctx context.Context, c *cli, args []string) int {
 		return c.fail(err)
 	}
 	defer pool.Close()
-	eng := c.engine(pool, p)
+	eng, closeEngine, err := c.engine(pool, p)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer closeEngine()
 	res, err := eng.Run(ctx, name, engine.RunOptions{IDs: ids, DryRun: !*write, Samples: len(ids)})
 	if err != nil {
 		return c.fail(err)
@@ -313,7 +325,11 @@ func cmdCheck(ctx context.Context, c *cli, args []string) int {
 		return c.fail(err)
 	}
 	defer pool.Close()
-	eng := c.engine(pool, p)
+	eng, closeEngine, err := c.engine(pool, p)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer closeEngine()
 	if err := eng.Check(ctx); err != nil {
 		return c.fail(err)
 	}
@@ -321,8 +337,19 @@ func cmdCheck(ctx context.Context, c *cli, args []string) int {
 	return exitOK
 }
 
-func (c *cli) engine(pool *pgxpool.Pool, p *engine.Project) *engine.Engine {
-	return engine.New(pool, p, engine.Options{Logger: c.log})
+// engine returns an engine for the project and a function that releases
+// what it started (the script workers).
+func (c *cli) engine(pool *pgxpool.Pool, p *engine.Project) (*engine.Engine, func(), error) {
+	scripts, err := scriptPool(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	release := func() {
+		if scripts != nil {
+			scripts.Close()
+		}
+	}
+	return engine.New(pool, p, engine.Options{Logger: c.log, ScriptPool: scripts}), release, nil
 }
 
 func compactJSON(v any) string {

@@ -78,7 +78,11 @@ func demo(ctx context.Context, c *cli, server, dir, prefix string) error {
 	if _, err := queries.Migrate(ctx, pool); err != nil {
 		return err
 	}
-	eng := c.engine(pool, p)
+	eng, closeEngine, err := c.engine(pool, p)
+	if err != nil {
+		return err
+	}
+	defer closeEngine()
 	syncs, err := p.GroupOrder("crm_to_erp")
 	if err != nil {
 		return err

@@ -21,6 +21,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/ferry-sync/ferry/scripting"
 )
 
 // Exit codes.
@@ -60,6 +62,7 @@ func commands() []command {
 		{"test", "one record: ferry test <sync> --id <source id> [--write]", cmdTest},
 		{"status", "a sync's link table by status, its latest errors and runs", cmdStatus},
 		{"check", "load the project and check every sync against the warehouse", cmdCheck},
+		{"script", "ferry script run <file.star> (a data-sync script) | ferry script test [folder] (*_test.star)", cmdScript},
 		{"migrate", "create or upgrade Ferry's state schema in the warehouse", cmdMigrate},
 		{"version", "print the version", cmdVersion},
 	}
@@ -72,6 +75,9 @@ func (e usageError) Error() string { return e.msg }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := &cli{stdout: stdout, stderr: stderr}
+	if len(args) > 0 && args[0] == scripting.WorkerCommand {
+		return cmdWorker(ctx, c, args[1:])
+	}
 	global := flag.NewFlagSet("ferry", flag.ContinueOnError)
 	global.SetOutput(stderr)
 	global.StringVar(&c.projectDir, "project", envOr("FERRY_PROJECT", "."), "project folder (ferry.yaml and syncs/); env FERRY_PROJECT")

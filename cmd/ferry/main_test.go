@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ferry-sync/ferry/queries/dbtest"
+	"github.com/ferry-sync/ferry/templates"
 )
 
 // ferry runs the CLI in-process and returns its exit code and output.
@@ -157,4 +158,20 @@ func TestDemo(t *testing.T) {
 	for _, part := range strings.Split(out, "(expect none)")[1:] {
 		assert.Contains(t, strings.SplitN(part, "-- ", 2)[0], "(0 rows)")
 	}
+}
+
+func TestScriptTestOnTheDemoTemplate(t *testing.T) {
+	dir := t.TempDir()
+	_, err := templates.CopyTo("demo", dir, false)
+	require.NoError(t, err)
+	code, out, errOut := ferry(t, "--project", dir, "script", "test")
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, "2 passed, 0 failed")
+
+	// A failing expectation fails the command.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "syncs", "extra_test.star"), []byte(
+		"load(\"companies.star\", \"transform\")\ndef test_wrong():\n    r = run_transform(transform, {\"id\": 1, \"name\": \"a\", \"vat\": None}, target={\"name\": \"a\"})\n    assert.eq(r.payload[\"name\"], \"B\")\n"), 0o644))
+	code, out, _ = ferry(t, "--project", dir, "script", "test")
+	assert.Equal(t, exitFailed, code)
+	assert.Contains(t, out, "2 passed, 1 failed")
 }

@@ -24,6 +24,7 @@ type Memory struct {
 	AuthFail bool
 	calls    int
 	writes   int
+	finds    int
 }
 
 // NewMemory returns an empty in-process target.
@@ -147,4 +148,37 @@ func (d *Discard) Writes() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.writes
+}
+
+// Find implements connector.Finder: records whose fields equal match, each
+// with its id under "id".
+func (m *Memory) Find(ctx context.Context, object string, match map[string]any) ([]map[string]any, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.finds++
+	var out []map[string]any
+	for id, r := range m.objects[object] {
+		ok := true
+		for k, v := range match {
+			if fmt.Sprint(r[k]) != fmt.Sprint(v) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			found := map[string]any{"id": id}
+			for k, v := range r {
+				found[k] = v
+			}
+			out = append(out, found)
+		}
+	}
+	return out, ctx.Err()
+}
+
+// Finds counts the lookups the target answered.
+func (m *Memory) Finds() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.finds
 }

@@ -15,6 +15,7 @@ UPDATE ferry.runs SET
     invalid = @invalid,
     failed = @failed,
     target_calls = @target_calls,
+    lookups = @lookups,
     bookmark_after = sqlc.narg('bookmark_after'),
     error = sqlc.narg('error')
 WHERE id = @id;

@@ -7,6 +7,7 @@ CREATE TABLE erp.partners (
     vat        text UNIQUE,
     city       text,
     origin     text,
+    meta       jsonb,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE erp.people (

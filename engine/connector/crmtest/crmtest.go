@@ -21,10 +21,10 @@
 // {"message":…} for an unknown object or id.
 //
 // Faults are injected from tests: FailNext, RateLimitNext, HangNext and
-// SetLatency. Counters (Requests, RequestsFor, Count) and snapshots (Records,
-// Record) let tests assert what the server really received and holds. The
-// server is safe for concurrent use and keeps its locks short, so benchmarks
-// can drive tens of thousands of requests a second through it.
+// SetLatency. Counters (Requests, RequestsFor, Count, Waited) and snapshots
+// (Records, Record) let tests assert what the server really received and
+// holds. The server is safe for concurrent use and keeps its locks short, so
+// benchmarks can drive tens of thousands of requests a second through it.
 package crmtest
 
 import (
@@ -87,8 +87,14 @@ type Server struct {
 	limitFor atomic.Int64 // nanoseconds
 	hangN    atomic.Int64
 
+	waits  atomic.Int64 // requests that waited for the latency
+	waited atomic.Int64 // nanoseconds they waited in all
+
 	closing   chan struct{}
 	closeOnce sync.Once
+
+	clockOnce sync.Once
+	clock     *clock // wakes requests after the latency; nil: Go timers
 
 	mu          sync.Mutex // guards collections (creation only)
 	collections map[string]*collection
@@ -144,6 +150,10 @@ func (s *Server) Close() {
 		close(s.closing)
 		s.httpServer.CloseClientConnections()
 		s.httpServer.Close()
+		s.clockOnce.Do(func() {}) // no clock after this
+		if s.clock != nil {
+			s.clock.close()
+		}
 	})
 }
 
@@ -196,6 +206,13 @@ func (s *Server) ResetCounters() {
 	defer s.statsMu.Unlock()
 	s.total = 0
 	s.requests = make(map[route]int)
+}
+
+// Waited returns how many requests waited for the latency and how long they
+// waited in all: the latency the server really added, which is a little
+// more than asked when its timers fire late (a busy machine).
+func (s *Server) Waited() (requests int, total time.Duration) {
+	return int(s.waits.Load()), time.Duration(s.waited.Load())
 }
 
 // Count returns how many records object holds.

@@ -231,3 +231,48 @@ func TestNewServerRejectsBadPattern(t *testing.T) {
 	_, err := crmtest.NewServer(crmtest.Options{Objects: map[string]crmtest.Object{"c": {Patterns: map[string]string{"x": "("}}}})
 	require.ErrorContains(t, err, "object c: pattern of x")
 }
+
+func TestLatencyIsNeverShort(t *testing.T) {
+	t.Parallel()
+	const latency = 20 * time.Millisecond
+	srv := crmtest.New(t, crmtest.Options{Latency: latency})
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			res, err := http.Get(srv.URL + "/contacts")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			res.Body.Close()
+			if took := time.Since(start); took < latency {
+				t.Errorf("answered after %s, before the latency", took)
+			}
+		}()
+	}
+	wg.Wait()
+	n, waited := srv.Waited()
+	require.Equal(t, 16, n)
+	require.GreaterOrEqual(t, waited, 16*latency)
+
+	// A shorter latency set while a request waits out a long one applies to
+	// the next request at once.
+	srv.SetLatency(time.Minute)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/contacts", nil)
+		if res, err := http.DefaultClient.Do(req); err == nil {
+			res.Body.Close()
+		}
+	}()
+	require.Eventually(t, func() bool { return srv.Requests() == 17 }, 5*time.Second, time.Millisecond)
+	srv.SetLatency(latency)
+	start := time.Now()
+	require.Equal(t, 200, call(t, srv, "GET", "/contacts", "", "").status)
+	require.Less(t, time.Since(start), 10*time.Second)
+	require.GreaterOrEqual(t, time.Since(start), latency)
+}

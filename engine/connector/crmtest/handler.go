@@ -96,11 +96,13 @@ func (c *collection) readFields(r *http.Request) (map[string]any, reply, bool) {
 	if len(b) > maxBody {
 		return nil, message(http.StatusRequestEntityTooLarge, "body over %d bytes", maxBody), false
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var body map[string]any
-	if err := dec.Decode(&body); err != nil || body == nil {
-		return nil, message(http.StatusBadRequest, "body must be a JSON object"), false
+	body, ok := decodeObject(b)
+	if !ok {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		if err := dec.Decode(&body); err != nil || body == nil {
+			return nil, message(http.StatusBadRequest, "body must be a JSON object"), false
+		}
 	}
 	if c.rules.BodyKey == "" {
 		return body, reply{}, true
@@ -123,10 +125,28 @@ func (s *Server) authorized(r *http.Request) bool {
 
 // sleep waits d, reporting false when the client left or the server closes.
 func (s *Server) sleep(r *http.Request, d time.Duration) bool {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
+	start := time.Now()
+	s.clockOnce.Do(func() { s.clock = newClock() })
+	var ok bool
+	if s.clock != nil {
+		ok = await(s, r, s.clock.after(start.Add(d)))
+	} else {
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+		ok = await(s, r, timer.C)
+	}
+	if ok {
+		s.waits.Add(1)
+		s.waited.Add(int64(time.Since(start)))
+	}
+	return ok
+}
+
+// await waits for done, reporting false when the client leaves or the
+// server closes first.
+func await[T any](s *Server, r *http.Request, done <-chan T) bool {
 	select {
-	case <-timer.C:
+	case <-done:
 		return true
 	case <-r.Context().Done():
 		return false
@@ -154,7 +174,7 @@ func writeReply(w http.ResponseWriter, rep reply) {
 		w.WriteHeader(rep.status)
 		return
 	}
-	b, err := json.Marshal(rep.body)
+	b, err := marshal(rep.body)
 	if err != nil {
 		rep.status = http.StatusInternalServerError
 		b = []byte(fmt.Sprintf(`{"message":%q}`, err.Error()))

@@ -214,13 +214,10 @@ func (t *Target) roundTrip(ctx context.Context, rq request) (resp response, sent
 	if err != nil {
 		return response{}, false, fmt.Errorf("building the request: %w", err)
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "ferry")
 	if rq.body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for k, v := range t.s.headers {
-		req.Header.Set(k, v)
+		req.Header = t.bodyHeader.Clone()
+	} else {
+		req.Header = t.header.Clone()
 	}
 	if t.s.authHeader != "" {
 		req.Header.Set(t.s.authHeader, t.s.authValue.Reveal())
@@ -272,21 +269,24 @@ func (t *Target) backoff(ctx context.Context, attempt int) bool {
 
 // pauseFor holds back every request on the connection for d (a 429).
 func (t *Target) pauseFor(d time.Duration) {
-	until := time.Now().Add(d)
-	t.pauseMu.Lock()
-	if until.After(t.pausedUntil) {
-		t.pausedUntil = until
+	until := int64(time.Since(t.epoch) + d)
+	for {
+		cur := t.pausedUntil.Load()
+		if until <= cur || t.pausedUntil.CompareAndSwap(cur, until) {
+			return
+		}
 	}
-	t.pauseMu.Unlock()
 }
 
 // waitPause waits until the connection is not paused, reporting false when
 // ctx ended.
 func (t *Target) waitPause(ctx context.Context) bool {
 	for {
-		t.pauseMu.Lock()
-		d := time.Until(t.pausedUntil)
-		t.pauseMu.Unlock()
+		until := t.pausedUntil.Load()
+		if until == 0 {
+			return true
+		}
+		d := time.Duration(until) - time.Since(t.epoch)
 		if d <= 0 {
 			return true
 		}

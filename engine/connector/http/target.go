@@ -38,8 +38,14 @@ type Target struct {
 	probe    chan struct{}
 	verified atomic.Bool
 
-	pauseMu     sync.Mutex
-	pausedUntil time.Time // a 429 pauses the whole connection until then
+	// A 429 pauses the whole connection until pausedUntil, in nanoseconds
+	// since epoch (0: never paused). Every request reads it: no lock.
+	epoch       time.Time
+	pausedUntil atomic.Int64
+
+	// header and bodyHeader are the headers every request carries (but the
+	// credentials), without and with a body: cloned per request.
+	header, bodyHeader http.Header
 }
 
 // New checks cfg, reads its secrets from the environment and returns a
@@ -71,6 +77,14 @@ func New(_ context.Context, cfg Config) (*Target, error) {
 		},
 		slots: make(chan struct{}, s.concurrency),
 		probe: make(chan struct{}, 1),
+		epoch: time.Now(),
+	}
+	t.header = http.Header{"Accept": {"application/json"}, "User-Agent": {"ferry"}}
+	t.bodyHeader = t.header.Clone()
+	t.bodyHeader.Set("Content-Type", "application/json")
+	for k, v := range s.headers {
+		t.header.Set(k, v)
+		t.bodyHeader.Set(k, v)
 	}
 	if s.rateLimit > 0 {
 		t.limiter = rate.NewLimiter(rate.Limit(s.rateLimit), 1)
@@ -120,21 +134,25 @@ func (t *Target) Write(ctx context.Context, objectName string, changes []connect
 	if len(changes) == 0 {
 		return results, nil
 	}
+	// A few workers, not a goroutine per change: each takes the next change
+	// once it holds a slot, so changes start in order and a worker's stack,
+	// grown by its first request, serves the others.
 	c := &call{}
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	for i := range changes {
-		if ctx.Err() != nil || c.stopped.Load() || !t.acquire(ctx) {
-			break
-		}
-		if c.stopped.Load() {
-			t.release()
-			break
-		}
+	for range min(t.s.concurrency, len(changes)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer t.release()
-			results[i] = t.writeOne(ctx, c, obj, changes[i])
+			for ctx.Err() == nil && !c.stopped.Load() && t.acquire(ctx) {
+				i := int(next.Add(1)) - 1
+				if c.stopped.Load() || i >= len(changes) {
+					t.release()
+					return
+				}
+				results[i] = t.writeOne(ctx, c, obj, changes[i])
+				t.release()
+			}
 		}()
 	}
 	wg.Wait()
@@ -211,6 +229,9 @@ func rejected(where, msg string) connector.Result {
 
 // insertedID finds the new record's id in an insert response.
 func insertedID(obj object, body []byte) (string, error) {
+	if id, ok := findID(body, obj.idPath); ok {
+		return id, nil
+	}
 	v, err := decodeJSON(body)
 	if err != nil {
 		return "", fmt.Errorf("the response is not JSON, so it has no id at %q: %s", obj.idPath, trim(string(body)))
@@ -235,6 +256,9 @@ func encodeBody(bodyKey string, payload map[string]any) ([]byte, error) {
 	var v any = payload
 	if bodyKey != "" {
 		v = map[string]any{bodyKey: payload}
+	}
+	if b, ok := appendJSON(make([]byte, 0, 256), v); ok {
+		return b, nil
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
