@@ -277,8 +277,9 @@ func (h *host) Log(msg string) {
 }
 
 // RunScript runs a standalone data-sync script (def main(pq)) and returns
-// what it printed. One run at a time per script, across processes.
-func (e *Engine) RunScript(ctx context.Context, name string, src []byte, loadDir string) ([]string, error) {
+// what it printed. name keys its state and link tables; file names it in
+// error messages. One run at a time per script, across processes.
+func (e *Engine) RunScript(ctx context.Context, name, file string, src []byte, loadDir string) ([]string, error) {
 	conn, err := e.db.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("script %s: connecting to the warehouse: %w", name, err)
@@ -294,7 +295,7 @@ func (e *Engine) RunScript(ctx context.Context, name string, src []byte, loadDir
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", key) //nolint:errcheck
 
-	script, err := scripting.Compile(ctx, name, src, scripting.Options{Entry: "main", LoadDir: loadDir, Isolation: e.isolation, Pool: e.pool})
+	script, err := scripting.Compile(ctx, file, src, scripting.Options{Entry: "main", LoadDir: loadDir, Isolation: e.isolation, Pool: e.pool})
 	if err != nil {
 		return nil, fmt.Errorf("script %s: %w", name, err)
 	}

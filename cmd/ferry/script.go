@@ -58,7 +58,7 @@ func cmdScriptRun(ctx context.Context, c *cli, args []string) int {
 		return c.fail(err)
 	}
 	defer closeEngine()
-	printed, err := eng.RunScript(ctx, *name, src, filepath.Dir(file))
+	printed, err := eng.RunScript(ctx, *name, filepath.Base(file), src, filepath.Dir(file))
 	for _, line := range printed {
 		fmt.Fprintln(c.stdout, line)
 	}
