@@ -41,6 +41,7 @@ const (
 // TestMain only intercepts crmServeEnv: then this process is the benchmarks'
 // CRM server and never runs a test.
 func TestMain(m *testing.M) {
+	serveScriptWorker()
 	if os.Getenv(crmServeEnv) == "1" {
 		serveCRM()
 		return

@@ -186,7 +186,7 @@ func (h *host) Write(ctx context.Context, w scripting.Write) (string, error) {
 		} else {
 			id := res.TargetID
 			lw.targetID = &id
-			lw.payload = payloadJSON(w.Record)
+			lw.payload = w.Record
 		}
 		if err := lt.upsert(ctx, h.e.db, []linkWrite{lw}); err != nil {
 			return "", err

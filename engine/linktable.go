@@ -201,7 +201,7 @@ type linkWrite struct {
 	hash       *string
 	errText    *string
 	errClass   *string
-	payload    *string // JSON
+	payload    map[string]any // the payload written; encoded by upsert, on the recorder
 	synced     bool    // a write succeeded: stamp last (and first) sync time
 	failedOnce bool    // count an attempt
 }
@@ -229,7 +229,7 @@ func (lt *linkTable) upsert(ctx context.Context, db dbtx, ws []linkWrite) error 
 	ids, tids, statuses, hashes, errs, classes, payloads := make([]string, n), make([]*string, n), make([]string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
 	synced, failed := make([]bool, n), make([]bool, n)
 	for i, w := range ws {
-		ids[i], tids[i], statuses[i], hashes[i], errs[i], classes[i], payloads[i] = w.sourceID, w.targetID, w.status, w.hash, w.errText, w.errClass, w.payload
+		ids[i], tids[i], statuses[i], hashes[i], errs[i], classes[i], payloads[i] = w.sourceID, w.targetID, w.status, w.hash, w.errText, w.errClass, payloadJSON(w.payload)
 		synced[i], failed[i] = w.synced, w.failedOnce
 	}
 	sql := fmt.Sprintf(`

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -197,14 +196,9 @@ func (r *runner) hashOf(it *item) string {
 		}
 		in = [2]any{it.mapped, row}
 	}
-	b, err := json.Marshal(in)
-	if err != nil {
-		b = []byte(fmt.Sprint(in))
-	}
-	h := sha256.New()
-	h.Write([]byte(r.finger))
-	h.Write(b)
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	r.hashBuf = appendJSON(append(r.hashBuf[:0], r.finger...), in)
+	sum := sha256.Sum256(r.hashBuf)
+	return hex.EncodeToString(sum[:16])
 }
 
 // choose decides between insert, update, unchanged and skip from the link
@@ -385,9 +379,8 @@ func (r *runner) linkWrites(items []*item) []linkWrite {
 		switch it.decision {
 		case DecideInsert, DecideUpdate:
 			tid := it.targetID
-			p := payloadJSON(it.payload)
 			h := it.hash
-			ws = append(ws, linkWrite{sourceID: it.id, targetID: &tid, status: StatusSuccess, hash: &h, payload: p, synced: true})
+			ws = append(ws, linkWrite{sourceID: it.id, targetID: &tid, status: StatusSuccess, hash: &h, payload: it.payload, synced: true})
 		case DecideUnchanged:
 			if it.link.status != StatusSkipped {
 				ws = append(ws, linkWrite{sourceID: it.id, status: StatusSkipped})
@@ -412,11 +405,10 @@ func (r *runner) linkWrites(items []*item) []linkWrite {
 }
 
 func payloadJSON(p map[string]any) *string {
-	b, err := json.Marshal(p)
-	if err != nil {
+	if p == nil {
 		return nil
 	}
-	s := string(b)
+	s := string(appendJSON(nil, p))
 	return &s
 }
 
