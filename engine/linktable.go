@@ -202,8 +202,8 @@ type linkWrite struct {
 	errText    *string
 	errClass   *string
 	payload    map[string]any // the payload written; encoded by upsert, on the recorder
-	synced     bool    // a write succeeded: stamp last (and first) sync time
-	failedOnce bool    // count an attempt
+	synced     bool           // a write succeeded: stamp last (and first) sync time
+	failedOnce bool           // count an attempt
 }
 
 // upsert writes link rows in one statement.

@@ -142,7 +142,7 @@ type runner struct {
 	finger   string
 	runID    int64
 	errRows  int
-	hashBuf  []byte // reused by hashOf, on the processor goroutine
+	hashBuf  []byte          // reused by hashOf, on the processor goroutine
 	retry    map[string]bool // owned by the reader goroutine
 	bookmark *string
 	// recordedBookmark is written by the recorder goroutine and read once it
