@@ -95,7 +95,7 @@ CREATE TABLE IF NOT EXISTS %[2]s (
     error           text,
     error_class     text,
     attempts        integer NOT NULL DEFAULT 0,
-    payload         jsonb,
+    payload         json,  -- the last payload written, kept as sent (json: cheaper to store than jsonb)
     first_synced_at timestamptz,
     last_synced_at  timestamptz,
     updated_at      timestamptz NOT NULL DEFAULT now()
@@ -235,7 +235,7 @@ func (lt *linkTable) upsert(ctx context.Context, db dbtx, ws []linkWrite) error 
 	sql := fmt.Sprintf(`
 INSERT INTO %[1]s AS l (source_id, target_id, status, hash, error, error_class, attempts, payload, first_synced_at, last_synced_at, updated_at)
 SELECT u.source_id::%[2]s, u.target_id::%[3]s, u.status, u.hash, u.error, u.error_class,
-       CASE WHEN u.failed THEN 1 ELSE 0 END, u.payload::jsonb,
+       CASE WHEN u.failed THEN 1 ELSE 0 END, u.payload::json,
        CASE WHEN u.synced THEN now() END, CASE WHEN u.synced THEN now() END, now()
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bool[], $9::bool[])
      AS u(source_id, target_id, status, hash, error, error_class, payload, synced, failed)

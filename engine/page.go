@@ -30,22 +30,42 @@ type item struct {
 	op       connector.Op
 }
 
-// page takes one page of records from decision to recorded outcome. It
-// returns an error only when the run must end (the warehouse or the
-// target's credentials failed); record failures are recorded and counted.
-func (r *runner) page(ctx context.Context, recs []*record, rc *recorder) error {
-	r.res.Counts.Read += int64(len(recs))
-	items, err := r.decide(ctx, recs)
-	if err != nil {
-		return err
+// decidedPage is a page the decider stage has prepared for the writer.
+type decidedPage struct {
+	recs  []*record
+	items []*item
+	// Counted by the decider, added to the run's counts by the writer
+	// (which alone touches them).
+	nullIDs int64
+	lookups int64
+	err     error
+}
+
+// decidePage is the decider stage: it decides and transforms one page.
+func (r *runner) decidePage(ctx context.Context, recs []*record) *decidedPage {
+	dp := &decidedPage{recs: recs}
+	dp.items, dp.err = r.decide(ctx, dp)
+	if dp.err == nil {
+		dp.err = r.transform(ctx, dp.items)
 	}
-	if err := r.transform(ctx, items); err != nil {
-		return err
+	return dp
+}
+
+// finishPage is the writer stage: it writes a decided page, counts it and
+// hands its link rows to the recorder. It returns an error only when the
+// run must end (the warehouse or the target's credentials failed); record
+// failures are recorded and counted.
+func (r *runner) finishPage(ctx context.Context, dp *decidedPage, rc *recorder) error {
+	if dp.err != nil {
+		return dp.err
 	}
-	out, writeErr := r.write(ctx, items)
-	r.report(items)
+	r.res.Counts.Read += int64(len(dp.recs))
+	r.res.Counts.Invalid += dp.nullIDs
+	r.res.Counts.TargetCalls += dp.lookups
+	out, writeErr := r.write(ctx, dp.items)
+	r.report(dp.items)
 	if writeErr == nil {
-		out.bookmark = r.nextBookmark(recs)
+		out.bookmark = r.nextBookmark(dp.recs)
 	}
 	rc.submit(out)
 	if r.opts.Progress != nil {
@@ -55,7 +75,7 @@ func (r *runner) page(ctx context.Context, recs []*record, rc *recorder) error {
 		return writeErr
 	}
 	if r.s.OnError == OnErrorStop {
-		for _, it := range items {
+		for _, it := range dp.items {
 			if it.decision == DecideFail || it.decision == DecideInvalid {
 				r.res.Status = RunStopped
 				r.res.Error = fmt.Sprintf("stopped at source id %s: %s (on_error: stop; fix the record or set on_error: continue)", it.id, it.reason)
@@ -68,12 +88,13 @@ func (r *runner) page(ctx context.Context, recs []*record, rc *recorder) error {
 
 // decide maps every record, resolves its relations, hashes it and compares
 // with its link row. Link rows and parent ids are read once per page.
-func (r *runner) decide(ctx context.Context, recs []*record) ([]*item, error) {
+func (r *runner) decide(ctx context.Context, dp *decidedPage) ([]*item, error) {
+	recs := dp.recs
 	items := make([]*item, 0, len(recs))
 	ids := make([]string, 0, len(recs))
 	for _, rec := range recs {
 		if rec.id == nil {
-			r.res.Counts.Invalid++
+			dp.nullIDs++
 			r.runError(ctx, nil, "invalid", fmt.Sprintf("a scope row has a NULL %s; rows need an id to be synced", r.s.Source.IDColumn))
 			continue
 		}
@@ -108,7 +129,7 @@ func (r *runner) decide(ctx context.Context, recs []*record) ([]*item, error) {
 			continue
 		}
 		it.hash = r.hashOf(it)
-		it.decision = r.choose(ctx, it)
+		it.decision = r.choose(ctx, it, dp)
 	}
 	return items, nil
 }
@@ -203,11 +224,11 @@ func (r *runner) hashOf(it *item) string {
 
 // choose decides between insert, update, unchanged and skip from the link
 // row and the mode.
-func (r *runner) choose(ctx context.Context, it *item) Decision {
+func (r *runner) choose(ctx context.Context, it *item, dp *decidedPage) Decision {
 	hasTarget := it.linked && it.link.targetID != ""
 	switch {
 	case it.linked && !hasTarget && it.link.status == StatusPending:
-		return r.reconcile(ctx, it)
+		return r.reconcile(ctx, it, dp)
 	case hasTarget && it.link.hash != "" && it.link.hash == it.hash:
 		it.targetID = it.link.targetID
 		return DecideUnchanged
@@ -231,7 +252,7 @@ func (r *runner) choose(ctx context.Context, it *item) Decision {
 // ambiguous timeout): look the record up in the target by target.match_on
 // when the target can; otherwise leave it pending rather than risk a
 // duplicate.
-func (r *runner) reconcile(ctx context.Context, it *item) Decision {
+func (r *runner) reconcile(ctx context.Context, it *item, dp *decidedPage) Decision {
 	unknown := func(why string) Decision {
 		it.fail(DecideFail, "pending", fmt.Sprintf(
 			"an earlier insert of source id %s may or may not have reached the target%s; check %s for it, then set its row in link_tables.%s to target_id=<id>, status 'matched' (found) or status 'error' (absent: it is inserted again)%s",
@@ -251,7 +272,7 @@ func (r *runner) reconcile(ctx context.Context, it *item) Decision {
 		match[f] = v
 	}
 	found, err := finder.Find(ctx, r.s.Target.Object, match)
-	r.res.Counts.TargetCalls++
+	dp.lookups++
 	if err != nil {
 		return unknown(fmt.Sprintf(" (looking it up failed: %v)", err))
 	}

@@ -12,16 +12,22 @@ import (
 	"github.com/ferry-sync/ferry/queries"
 )
 
-// A run is a pipeline of three goroutines, so that the warehouse and the
-// target work at the same time instead of waiting for each other:
+// A run is a pipeline of four stages, so that the warehouse, the script
+// workers and the target work at the same time instead of waiting for each
+// other:
 //
-//	reader     FETCHes the next page from the scope cursor
-//	processor  decides, transforms and writes the current page (the caller)
-//	recorder   commits the previous page's link rows, the deletion of its
-//	           write intent and the bookmark, in one transaction, in page order
+//	reader    FETCHes the next page from the scope cursor
+//	decider   reads the page's link rows and parents, maps, hashes, decides
+//	          and runs the transform
+//	writer    writes the page to the target (the caller's goroutine)
+//	recorder  commits the previous page's link rows, the deletion of its
+//	          write intent and the bookmark, in one transaction, in page order
 //
-// The bookmark still moves only past pages whose link rows are committed,
-// because it commits in the same transaction as them.
+// Each stage hands over at most one page, so memory stays flat. The bookmark
+// still moves only past pages whose link rows are committed, because it
+// commits in the same transaction as them. Pages hold distinct source ids
+// (a duplicated id is invalid wherever it appears), so deciding page N+1
+// before page N is recorded reads no link row that page N changes.
 
 // pageOutcome is what the recorder commits for one page.
 type pageOutcome struct {
@@ -32,17 +38,30 @@ type pageOutcome struct {
 
 // stream runs the main read past the bookmark, then the records to retry.
 func (r *runner) stream(ctx context.Context, tx pgx.Tx) (err error) {
-	readCtx, stopReading := context.WithCancel(ctx)
+	upstream, stopUpstream := context.WithCancel(ctx)
 	pages := make(chan []*record, 1)
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(pages)
-		readErr <- r.readAll(readCtx, tx, pages)
+		readErr <- r.readAll(upstream, tx, pages)
+	}()
+	decided := make(chan *decidedPage, 1)
+	go func() {
+		defer close(decided)
+		for recs := range pages {
+			select {
+			case decided <- r.decidePage(upstream, recs):
+			case <-upstream.Done():
+				return
+			}
+		}
 	}()
 	rec := r.startRecorder(ctx)
 	defer func() {
-		stopReading()
-		for range pages { // let the reader finish
+		stopUpstream()
+		for range decided { // let the decider finish
+		}
+		for range pages { // and the reader
 		}
 		rerr := <-readErr
 		cerr := rec.close()
@@ -53,11 +72,11 @@ func (r *runner) stream(ctx context.Context, tx pgx.Tx) (err error) {
 			err = rerr
 		}
 	}()
-	for recs := range pages {
+	for dp := range decided {
 		if err := rec.err(); err != nil {
 			return err
 		}
-		if err := r.page(ctx, recs, rec); err != nil {
+		if err := r.finishPage(ctx, dp, rec); err != nil {
 			return err
 		}
 		if r.res.Status == RunStopped {
