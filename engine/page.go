@@ -207,7 +207,7 @@ func typedID(id, sqlType string) any {
 // when a transform may read any column, the scope row too (less the
 // bookmark and _sdc_ columns, which change without the data changing).
 func (r *runner) hashOf(it *item) string {
-	var in any = it.mapped
+	r.hashBuf = appendJSON(append(r.hashBuf[:0], r.finger...), it.mapped)
 	if len(r.s.TransformSource) > 0 {
 		row := make(map[string]any, len(it.rec.values))
 		for k, v := range it.rec.values {
@@ -215,9 +215,8 @@ func (r *runner) hashOf(it *item) string {
 				row[k] = v
 			}
 		}
-		in = [2]any{it.mapped, row}
+		r.hashBuf = appendJSON(append(r.hashBuf, '\n'), row)
 	}
-	r.hashBuf = appendJSON(append(r.hashBuf[:0], r.finger...), in)
 	sum := sha256.Sum256(r.hashBuf)
 	return hex.EncodeToString(sum[:16])
 }
