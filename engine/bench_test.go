@@ -118,6 +118,14 @@ func resetSync(b *testing.B, bb *testBundle) {
 func BenchmarkFullSync100k(b *testing.B) {
 	const rows = 100_000
 	bb := setupBench(b, rows, &enginetest.Discard{}, benchSync())
+	measureFullSyncs(b, bb, rows)
+}
+
+// measureFullSyncs runs b.N first full syncs of a rows-row scope (the link
+// table and bookmark are dropped between them) and reports records/s and
+// the peak memory.
+func measureFullSyncs(b *testing.B, bb *testBundle, rows int) {
+	b.Helper()
 	var elapsed time.Duration
 	var mb float64
 	for i := 0; i < b.N; i++ {

@@ -2,9 +2,7 @@ package engine_test
 
 import (
 	"context"
-	"runtime"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -46,22 +44,7 @@ func BenchmarkFullSync100kTransform(b *testing.B) {
 				opts.ScriptPool = pool
 			}
 			bb.eng = engine.New(bb.db, bb.eng.Project(), opts)
-			var elapsed time.Duration
-			var mb float64
-			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				resetSync(b, bb)
-				runtime.GC()
-				b.StartTimer()
-				start := time.Now()
-				mb = max(mb, peakMemory(func() {
-					res := runOnce(b, bb, engine.RunOptions{})
-					require.Equal(b, int64(rows), res.Counts.Inserted)
-				}))
-				elapsed += time.Since(start)
-			}
-			b.ReportMetric(float64(rows*b.N)/elapsed.Seconds(), "records/s")
-			b.ReportMetric(mb, "peak-MB")
+			measureFullSyncs(b, bb, rows)
 		})
 	}
 }

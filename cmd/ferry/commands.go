@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferry-sync/ferry/engine"
 	"github.com/ferry-sync/ferry/queries"
+	"github.com/ferry-sync/ferry/scripting"
 )
 
 func cmdMigrate(ctx context.Context, c *cli, args []string) int {
@@ -67,20 +68,16 @@ func cmdRun(ctx context.Context, c *cli, args []string) int {
 	if fs.Parse(args) != nil {
 		return exitUsage
 	}
-	p, pool, err := c.open(ctx)
+	ss, err := c.start(ctx)
 	if err != nil {
 		return c.fail(err)
 	}
-	defer pool.Close()
+	defer ss.close()
+	p, eng := ss.project, ss.eng
 	syncs, err := c.syncsToRun(p, f, fs.Args())
 	if err != nil {
 		return c.fail(err)
 	}
-	eng, closeEngine, err := c.engine(pool, p)
-	if err != nil {
-		return c.fail(err)
-	}
-	defer closeEngine()
 	return c.runSyncs(ctx, eng, syncs, engine.RunOptions{Full: f.full})
 }
 
@@ -133,20 +130,16 @@ func cmdPlan(ctx context.Context, c *cli, args []string) int {
 	if fs.Parse(args) != nil {
 		return exitUsage
 	}
-	p, pool, err := c.open(ctx)
+	ss, err := c.start(ctx)
 	if err != nil {
 		return c.fail(err)
 	}
-	defer pool.Close()
+	defer ss.close()
+	p, eng := ss.project, ss.eng
 	syncs, err := c.syncsToRun(p, f, fs.Args())
 	if err != nil {
 		return c.fail(err)
 	}
-	eng, closeEngine, err := c.engine(pool, p)
-	if err != nil {
-		return c.fail(err)
-	}
-	defer closeEngine()
 	fmt.Fprintln(c.stdout, "Plan (dry run: nothing is written). A child's parent ids resolve only once the parent has synced.")
 	for _, s := range syncs {
 		res, err := eng.Run(ctx, s.Name, engine.RunOptions{DryRun: true, Full: f.full, Samples: *samples})
@@ -189,16 +182,12 @@ func cmdTest(ctx context.Context, c *cli, args []string) int {
 	if name == "" || len(ids) == 0 {
 		return c.fail(usageError{"usage: ferry test <sync> --id <source id> [--id …] [--write]"})
 	}
-	p, pool, err := c.open(ctx)
+	ss, err := c.start(ctx)
 	if err != nil {
 		return c.fail(err)
 	}
-	defer pool.Close()
-	eng, closeEngine, err := c.engine(pool, p)
-	if err != nil {
-		return c.fail(err)
-	}
-	defer closeEngine()
+	defer ss.close()
+	eng := ss.eng
 	res, err := eng.Run(ctx, name, engine.RunOptions{IDs: ids, DryRun: !*write, Samples: len(ids)})
 	if err != nil {
 		return c.fail(err)
@@ -320,16 +309,12 @@ func cmdStatus(ctx context.Context, c *cli, args []string) int {
 }
 
 func cmdCheck(ctx context.Context, c *cli, args []string) int {
-	p, pool, err := c.open(ctx)
+	ss, err := c.start(ctx)
 	if err != nil {
 		return c.fail(err)
 	}
-	defer pool.Close()
-	eng, closeEngine, err := c.engine(pool, p)
-	if err != nil {
-		return c.fail(err)
-	}
-	defer closeEngine()
+	defer ss.close()
+	p, eng := ss.project, ss.eng
 	if err := eng.Check(ctx); err != nil {
 		return c.fail(err)
 	}
@@ -337,19 +322,41 @@ func cmdCheck(ctx context.Context, c *cli, args []string) int {
 	return exitOK
 }
 
-// engine returns an engine for the project and a function that releases
-// what it started (the script workers).
-func (c *cli) engine(pool *pgxpool.Pool, p *engine.Project) (*engine.Engine, func(), error) {
+// session is what a command that runs syncs holds open: the project, the
+// warehouse, the engine and its script workers.
+type session struct {
+	project *engine.Project
+	pool    *pgxpool.Pool
+	eng     *engine.Engine
+	scripts *scripting.Pool
+}
+
+// start loads the project, connects to the warehouse (migrating it) and
+// starts an engine.
+func (c *cli) start(ctx context.Context) (*session, error) {
+	p, pool, err := c.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.startWith(p, pool)
+}
+
+// startWith starts an engine on a project and warehouse already open.
+func (c *cli) startWith(p *engine.Project, pool *pgxpool.Pool) (*session, error) {
 	scripts, err := scriptPool(p)
 	if err != nil {
-		return nil, nil, err
+		pool.Close()
+		return nil, err
 	}
-	release := func() {
-		if scripts != nil {
-			scripts.Close()
-		}
+	eng := engine.New(pool, p, engine.Options{Logger: c.log, ScriptPool: scripts})
+	return &session{project: p, pool: pool, eng: eng, scripts: scripts}, nil
+}
+
+func (ss *session) close() {
+	if ss.scripts != nil {
+		ss.scripts.Close()
 	}
-	return engine.New(pool, p, engine.Options{Logger: c.log, ScriptPool: scripts}), release, nil
+	ss.pool.Close()
 }
 
 func compactJSON(v any) string {

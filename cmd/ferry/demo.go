@@ -74,15 +74,16 @@ func demo(ctx context.Context, c *cli, server, dir, prefix string) error {
 	if err != nil {
 		return fmt.Errorf("connecting to the demo warehouse: %w", err)
 	}
-	defer pool.Close()
 	if _, err := queries.Migrate(ctx, pool); err != nil {
+		pool.Close()
 		return err
 	}
-	eng, closeEngine, err := c.engine(pool, p)
+	ss, err := c.startWith(p, pool)
 	if err != nil {
 		return err
 	}
-	defer closeEngine()
+	defer ss.close()
+	eng := ss.eng
 	syncs, err := p.GroupOrder("crm_to_erp")
 	if err != nil {
 		return err

@@ -48,16 +48,12 @@ func cmdScriptRun(ctx context.Context, c *cli, args []string) int {
 	if *name == "" {
 		*name = strings.TrimSuffix(filepath.Base(file), ".star")
 	}
-	p, pool, err := c.open(ctx)
+	ss, err := c.start(ctx)
 	if err != nil {
 		return c.fail(err)
 	}
-	defer pool.Close()
-	eng, closeEngine, err := c.engine(pool, p)
-	if err != nil {
-		return c.fail(err)
-	}
-	defer closeEngine()
+	defer ss.close()
+	eng := ss.eng
 	printed, err := eng.RunScript(ctx, *name, filepath.Base(file), src, filepath.Dir(file))
 	for _, line := range printed {
 		fmt.Fprintln(c.stdout, line)
