@@ -1,6 +1,8 @@
 package crmtest
 
 import (
+	"github.com/ferry-sync/ferry/engine/internal/jsonx"
+
 	"bytes"
 	"crypto/subtle"
 	"encoding/json"
@@ -96,7 +98,7 @@ func (c *collection) readFields(r *http.Request) (map[string]any, reply, bool) {
 	if len(b) > maxBody {
 		return nil, message(http.StatusRequestEntityTooLarge, "body over %d bytes", maxBody), false
 	}
-	body, ok := decodeObject(b)
+	body, ok := jsonx.DecodeObject(b)
 	if !ok {
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.UseNumber()

@@ -1,7 +1,6 @@
 package httptarget
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/ferry-sync/ferry/engine/connector"
+	"github.com/ferry-sync/ferry/engine/internal/jsonx"
 )
 
 // Target writes to a REST API described by a Config. It is safe for
@@ -229,7 +229,7 @@ func rejected(where, msg string) connector.Result {
 
 // insertedID finds the new record's id in an insert response.
 func insertedID(obj object, body []byte) (string, error) {
-	if id, ok := findID(body, obj.idPath); ok {
+	if id, ok := jsonx.FindPath(body, obj.idPath); ok {
 		return id, nil
 	}
 	v, err := decodeJSON(body)
@@ -257,16 +257,7 @@ func encodeBody(bodyKey string, payload map[string]any) ([]byte, error) {
 	if bodyKey != "" {
 		v = map[string]any{bodyKey: payload}
 	}
-	if b, ok := appendJSON(make([]byte, 0, 256), v); ok {
-		return b, nil
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	return jsonx.Encode(v)
 }
 
 // Find looks records up through the object's lookup endpoint: each match
