@@ -1,8 +1,6 @@
 package crmtest
 
 import (
-	"github.com/ferry-sync/ferry/engine/internal/jsonx"
-
 	"bytes"
 	"crypto/subtle"
 	"encoding/json"
@@ -11,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/ferry-sync/ferry/engine/internal/jsonx"
 )
 
 const maxBody = 1 << 20
