@@ -100,7 +100,7 @@ func (t *Target) send(ctx context.Context, c *call, rq request) (response, *conn
 			return resp, nil, true
 		case status == http.StatusUnauthorized || status == http.StatusForbidden:
 			e := classified(connector.Auth)
-			c.stop(e)
+			c.Stop(e)
 			return resp, e, true
 		case status == http.StatusTooManyRequests:
 			if wait > t.s.maxRetryAfter || !retriesLeft {
@@ -149,7 +149,7 @@ func retryableStatus(status int) bool {
 // for the connection's 429 pause and its rate limit. probing says the probe
 // is held. ok is false when the call stopped or ctx ended.
 func (t *Target) waitTurn(ctx context.Context, c *call) (probing, ok bool) {
-	if c.stopped.Load() {
+	if c.Stopped() {
 		return false, false
 	}
 	if !t.verified.Load() {
@@ -167,7 +167,7 @@ func (t *Target) waitTurn(ctx context.Context, c *call) (probing, ok bool) {
 	// The pause is checked after the probe: the request that held it may
 	// just have been told to wait.
 	ok = t.waitPause(ctx) && (t.limiter == nil || t.limiter.Wait(ctx) == nil) &&
-		!c.stopped.Load() && ctx.Err() == nil
+		!c.Stopped() && ctx.Err() == nil
 	if !ok && probing {
 		<-t.probe
 		probing = false

@@ -100,26 +100,7 @@ func (t *Target) Close() error {
 
 // call is the shared state of one Write or Find call.
 type call struct {
-	stopped atomic.Bool
-	mu      sync.Mutex
-	authErr *connector.Error
-}
-
-// stop ends the call after an auth failure: changes not started are left
-// undone.
-func (c *call) stop(err *connector.Error) {
-	c.mu.Lock()
-	if c.authErr == nil {
-		c.authErr = err
-	}
-	c.mu.Unlock()
-	c.stopped.Store(true)
-}
-
-func (c *call) err() *connector.Error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.authErr
+	connector.Halt
 }
 
 // Write sends each change as one request, up to the connection's
@@ -144,9 +125,9 @@ func (t *Target) Write(ctx context.Context, objectName string, changes []connect
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil && !c.stopped.Load() && t.acquire(ctx) {
+			for ctx.Err() == nil && !c.Stopped() && t.acquire(ctx) {
 				i := int(next.Add(1)) - 1
-				if c.stopped.Load() || i >= len(changes) {
+				if c.Stopped() || i >= len(changes) {
 					t.release()
 					return
 				}
@@ -156,7 +137,7 @@ func (t *Target) Write(ctx context.Context, objectName string, changes []connect
 		}()
 	}
 	wg.Wait()
-	if err := c.err(); err != nil {
+	if err := c.Err(); err != nil {
 		return results, err
 	}
 	if err := ctx.Err(); err != nil {

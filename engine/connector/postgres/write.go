@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,8 +35,7 @@ type call struct {
 	tbl      *table
 	reloaded bool
 
-	stopped atomic.Bool
-	authErr *connector.Error // guarded by mu
+	connector.Halt
 }
 
 func (c *call) table() *table {
@@ -62,21 +60,6 @@ func (c *call) reload(ctx context.Context, t *Target) (*table, error) {
 	return tbl, nil
 }
 
-func (c *call) stop(err *connector.Error) {
-	c.mu.Lock()
-	if c.authErr == nil {
-		c.authErr = err
-	}
-	c.mu.Unlock()
-	c.stopped.Store(true)
-}
-
-func (c *call) err() *connector.Error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.authErr
-}
-
 // Write inserts or updates one row per change, up to Concurrency at once,
 // and reports the results in input order.
 func (t *Target) Write(ctx context.Context, object string, changes []connector.Change) ([]connector.Result, error) {
@@ -96,7 +79,7 @@ func (t *Target) Write(ctx context.Context, object string, changes []connector.C
 	var wg sync.WaitGroup
 dispatch:
 	for i := range changes {
-		if ctx.Err() != nil || c.stopped.Load() {
+		if ctx.Err() != nil || c.Stopped() {
 			break
 		}
 		select {
@@ -104,7 +87,7 @@ dispatch:
 		case <-ctx.Done():
 			break dispatch
 		}
-		if c.stopped.Load() {
+		if c.Stopped() {
 			break
 		}
 		wg.Add(1)
@@ -115,7 +98,7 @@ dispatch:
 		}()
 	}
 	wg.Wait()
-	if err := c.err(); err != nil {
+	if err := c.Err(); err != nil {
 		return results, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -176,7 +159,7 @@ func (t *Target) writeOne(ctx context.Context, c *call, ch connector.Change) con
 	}
 
 	for attempt := 0; ; attempt++ {
-		if c.stopped.Load() {
+		if c.Stopped() {
 			return connector.Result{}
 		}
 		id, sent, err := t.exec(ctx, sql, args)
@@ -196,7 +179,7 @@ func (t *Target) writeOne(ctx context.Context, c *call, ch connector.Change) con
 			}
 			continue
 		case o.err.Class == connector.Auth:
-			c.stop(o.err)
+			c.Stop(o.err)
 		}
 		return connector.Result{Done: true, TargetID: ch.TargetID, Err: o.err}
 	}
