@@ -124,7 +124,7 @@ func (s *Sync) applyDefaults() {
 	if s.Source.PageSize == 0 {
 		s.Source.PageSize = DefaultPageSize
 	}
-	if s.Source.Overlap.Duration == 0 && s.Source.Overlap.set == false {
+	if !s.Source.Overlap.set {
 		s.Source.Overlap.Duration = DefaultOverlap
 	}
 	if s.Source.Timeout.Duration == 0 {

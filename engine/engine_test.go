@@ -114,14 +114,6 @@ func (b *testBundle) linkError(sync, id string) string {
 	return *msg
 }
 
-func names(recs map[string]map[string]any) []string {
-	var out []string
-	for _, r := range recs {
-		out = append(out, fmt.Sprint(r["name"]))
-	}
-	return out
-}
-
 func TestFirstSyncThenNothingNew(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

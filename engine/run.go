@@ -13,7 +13,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ferry-sync/ferry/engine/connector"
 	"github.com/ferry-sync/ferry/queries"
@@ -466,6 +465,3 @@ func (r *runner) runError(ctx context.Context, sourceID *string, class, msg stri
 		r.e.log.Warn("recording a record error", "sync", r.s.Name, "err", err)
 	}
 }
-
-// pool is used where a Host needs the warehouse.
-func (r *runner) pool() *pgxpool.Pool { return r.e.db }

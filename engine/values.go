@@ -110,7 +110,7 @@ func normalizeValue(v any) (any, error) {
 	case fmt.Stringer:
 		return x.String(), nil
 	}
-	return nil, fmt.Errorf("Ferry cannot map a value of Go type %T; cast the column to text (or json) in the scope query", v)
+	return nil, fmt.Errorf("cannot map a value of Go type %T; cast the column to text (or json) in the scope query", v)
 }
 
 func numericValue(n pgtype.Numeric) (any, error) {

@@ -137,9 +137,7 @@ func evalError(script, sourceID string, err *starlark.EvalError) *ScriptError {
 		se.Kind = KindHost
 		se.cause = he.err
 	}
-	if strings.HasPrefix(se.Message, "Starlark computation cancelled: ") {
-		se.Message = strings.TrimPrefix(se.Message, "Starlark computation cancelled: ")
-	}
+	se.Message = strings.TrimPrefix(se.Message, "Starlark computation cancelled: ")
 	return se
 }
 

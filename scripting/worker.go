@@ -82,16 +82,6 @@ func (f *frameWriter) send(body []byte, flush bool) error {
 	return nil
 }
 
-func (f *frameWriter) flush() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.err != nil {
-		return f.err
-	}
-	f.err = f.w.Flush()
-	return f.err
-}
-
 type workerServer struct {
 	in       *bufio.Reader
 	out      *frameWriter

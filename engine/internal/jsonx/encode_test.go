@@ -20,7 +20,7 @@ var jsonStrings = []string{
 func TestAppendMatchesEncodingJSON(t *testing.T) {
 	values := []any{
 		nil, true, false, int64(0), int64(-42), int64(math.MaxInt64), int64(-9007199254740993), 7, int32(-7),
-		0.0, -0.0, 0.1, 3.0, 1.5, 1e6, 1234567.0, 1e20, 1e21, 1e-4, 1e-5, 1e-6, 1e-7, 123456789.125, -2.5e-10,
+		0.0, math.Copysign(0, -1), 0.1, 3.0, 1.5, 1e6, 1234567.0, 1e20, 1e21, 1e-4, 1e-5, 1e-6, 1e-7, 123456789.125, -2.5e-10,
 		math.MaxFloat64, math.SmallestNonzeroFloat64,
 		json.Number("1234.56"), json.Number("-0.5e+10"), json.Number(""), json.Number("12345678901234567890.123456789"),
 		time.Date(2024, 1, 2, 3, 4, 5, 600, time.UTC), time.Date(2024, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600)),
