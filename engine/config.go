@@ -43,6 +43,9 @@ type Sync struct {
 	Mapping   []Field    `json:"mapping,omitempty"`
 	Relations []Relation `json:"relations,omitempty"`
 	OnError   OnError    `json:"on_error,omitempty"`
+	// WriteBack, when set, writes each new target id back into a field of
+	// the source application's record (the spec's "write back of id").
+	WriteBack *WriteBack `json:"write_back,omitempty"`
 	// Transform names a Starlark file (relative to the sync file) defining
 	// transform(source_record, target_record, pq, target_id=None).
 	Transform string `json:"transform,omitempty"`
@@ -86,6 +89,15 @@ type Field struct {
 	Source string          `json:"source,omitempty"`
 	Value  json.RawMessage `json:"value,omitempty"`
 	Target string          `json:"target"`
+}
+
+// WriteBack names where a new target id is written back: the source
+// application's connection, its object, and the field that receives the id.
+// The source id addresses the record there.
+type WriteBack struct {
+	Connection string `json:"connection"`
+	Object     string `json:"object"`
+	Field      string `json:"field"`
 }
 
 // Relation resolves a source foreign key through a parent sync's link table.

@@ -440,3 +440,42 @@ func TestOneRunAtATime(t *testing.T) {
 // testConnection passes the project's checks; the tests open an in-process
 // target in its place.
 var testConnection = engine.Connection{Kind: "postgres", Settings: []byte(`{"url_env": "FERRY_TEST_UNUSED"}`)}
+
+func TestWriteBackOfNewIDs(t *testing.T) {
+	t.Parallel()
+	s := companiesSync()
+	s.WriteBack = &engine.WriteBack{Connection: "crm", Object: "companies", Field: "erp_id"}
+	db := dbtest.NewPool(t)
+	_, err := db.Exec(context.Background(), warehouseSQL)
+	require.NoError(t, err)
+	p, err := engine.NewProject(map[string]engine.Connection{"erp": testConnection, "crm": testConnection}, s)
+	require.NoError(t, err)
+	erp, crm := enginetest.NewMemory(), enginetest.NewMemory()
+	// The CRM holds the source records under the source ids 1 and 2.
+	crm.Put("companies", map[string]any{"name": "Acme"})
+	crm.Put("companies", map[string]any{"name": "Globex"})
+	eng := engine.New(db, p, engine.Options{Open: func(_ context.Context, c engine.Connection) (connector.Target, error) {
+		if c.Name == "crm" {
+			return crm, nil
+		}
+		return erp, nil
+	}})
+	b := &testBundle{t: t, db: db, target: erp, eng: eng}
+	b.exec(`INSERT INTO crm.companies (id, name) VALUES (1, 'Acme'), (2, 'Globex'), (3, 'Initech')`)
+
+	res := b.run("companies")
+	assert.Equal(t, int64(3), res.Counts.Inserted)
+	assert.Equal(t, int64(2), res.Counts.WrittenBack)
+	links := b.links("companies")
+	for _, id := range []string{"1", "2"} {
+		assert.Equal(t, "success:"+fmt.Sprint(crm.Records("companies")[id]["erp_id"]), links[id], "source %s got its ERP id", id)
+	}
+	var msg string
+	require.NoError(t, db.QueryRow(context.Background(), `SELECT message FROM ferry.run_errors WHERE source_id = '3' AND class = 'write_back'`).Scan(&msg))
+	assert.Contains(t, msg, "back to companies.erp_id of source id 3 failed")
+	assert.Contains(t, msg, "the record itself is synced")
+	assert.Regexp(t, `^success:\d+$`, links["3"], "a failed write-back does not undo the insert")
+
+	res = b.run("companies")
+	assert.Zero(t, res.Counts.WrittenBack, "only new records are written back")
+}

@@ -363,6 +363,7 @@ func (r *runner) write(ctx context.Context, items []*item) (*pageOutcome, error)
 			}
 		}
 	}
+	r.writeBack(ctx, sent, changes, results)
 	out.writes = r.linkWrites(items)
 	if callErr != nil {
 		if connector.ClassOf(callErr) == connector.Auth {
@@ -467,4 +468,43 @@ func (r *runner) samples(d Decision) int {
 		}
 	}
 	return n
+}
+
+// writeBack writes the ids of the page's new target records into the source
+// application (write_back). A failure does not undo the insert: it is kept
+// in ferry.run_errors with what to do, and the run goes on.
+func (r *runner) writeBack(ctx context.Context, sent []*item, changes []connector.Change, results []connector.Result) {
+	wb := r.s.WriteBack
+	if wb == nil || r.back == nil {
+		return
+	}
+	var backs []connector.Change
+	for i, it := range sent {
+		if changes[i].Op == connector.OpInsert && results[i].Done && results[i].Err == nil {
+			backs = append(backs, connector.Change{Op: connector.OpUpdate, SourceID: it.id, TargetID: it.id,
+				Payload: map[string]any{wb.Field: typedID(it.targetID, r.lt.targetType)}})
+		}
+	}
+	if len(backs) == 0 {
+		return
+	}
+	res, err := r.back.Write(ctx, wb.Object, backs)
+	for i, c := range backs {
+		var failure error
+		switch {
+		case i < len(res) && res[i].Done && res[i].Err == nil:
+			r.res.Counts.WrittenBack++
+			continue
+		case i < len(res) && res[i].Err != nil:
+			failure = res[i].Err
+		case err != nil:
+			failure = err
+		default:
+			failure = fmt.Errorf("not sent")
+		}
+		id := c.SourceID
+		r.runError(ctx, &id, "write_back", fmt.Sprintf(
+			"writing target id %v back to %s.%s of source id %s failed: %v; the record itself is synced (link_tables.%s holds its target id)",
+			c.Payload[wb.Field], wb.Object, wb.Field, id, failure, r.s.Name))
+	}
 }

@@ -207,6 +207,12 @@ func (p *Project) check() []error {
 					Message: fmt.Sprintf("unknown connection %q (defined in %s: %s)", s.Target.Connection, ProjectFile, strings.Join(sortedKeys(p.Connections), ", "))})
 			}
 		}
+		if wb := s.WriteBack; wb != nil && wb.Connection != "" {
+			if _, ok := p.Connections[wb.Connection]; !ok {
+				errs = append(errs, &ConfigError{File: s.File, Field: "write_back.connection",
+					Message: fmt.Sprintf("unknown connection %q (defined in %s: %s)", wb.Connection, ProjectFile, strings.Join(sortedKeys(p.Connections), ", "))})
+			}
+		}
 		for i, r := range s.Relations {
 			if r.Sync == "" {
 				continue
@@ -294,6 +300,9 @@ func (s *Sync) check() []error {
 		if f.Target != "" {
 			claim(f.Target, where)
 		}
+	}
+	if wb := s.WriteBack; wb != nil && (wb.Connection == "" || wb.Object == "" || wb.Field == "") {
+		bad("write_back", "write_back needs connection (the source application), object and field (which receives the new id)")
 	}
 	for i, r := range s.Relations {
 		where := fmt.Sprintf("relations[%d]", i)

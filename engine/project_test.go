@@ -115,6 +115,10 @@ func TestLoadProjectErrors(t *testing.T) {
 			[]string{"unknown field \"x\""}},
 		{"unknown connection kind", map[string]string{"ferry.yaml": "connections:\n  erp: {kind: ftp}\n", "syncs/a.yaml": goodCompanies},
 			[]string{"ferry.yaml: connections.erp.kind: unknown kind \"ftp\""}},
+		{"write_back without field", map[string]string{"syncs/a.yaml": goodCompanies + "write_back: {connection: erp, object: companies}\n"},
+			[]string{"syncs/a.yaml: write_back: write_back needs connection"}},
+		{"write_back to unknown connection", map[string]string{"syncs/a.yaml": goodCompanies + "write_back: {connection: hubspot, object: companies, field: erp_id}\n"},
+			[]string{"syncs/a.yaml: write_back.connection: unknown connection \"hubspot\""}},
 		{"group with unknown sync", map[string]string{"syncs/companies.yaml": goodCompanies},
 			[]string{"ferry.yaml: groups.all.syncs[0]: unknown sync \"contacts\""}},
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -52,7 +53,8 @@ type Counts struct {
 	Invalid     int64 `json:"invalid"`   // null or duplicate source ids
 	Failed      int64 `json:"failed"`
 	TargetCalls int64 `json:"target_calls"`
-	Lookups     int64 `json:"lookups"` // the transform's lookups in the target (pq), after the cache
+	Lookups     int64 `json:"lookups"`      // the transform's lookups in the target (pq), after the cache
+	WrittenBack int64 `json:"written_back"` // new target ids written back to the source application
 }
 
 // Run statuses.
@@ -135,12 +137,13 @@ type runner struct {
 	lt       *linkTable
 	parents  []*linkTable
 	target   connector.Target
+	back     connector.Target // the write_back connection, if any
 	xf       *scripting.Script
 	host     *host
 	static   map[string]any
 	finger   string
 	runID    int64
-	errRows  int
+	errRows  atomic.Int64    // run_errors written; the decider and the writer both add
 	hashBuf  []byte          // reused by hashOf, on the processor goroutine
 	retry    map[string]bool // owned by the reader goroutine
 	bookmark *string
@@ -194,6 +197,9 @@ func (r *runner) run(ctx context.Context) (runErr error) {
 		if r.target != nil {
 			r.target.Close()
 		}
+		if r.back != nil {
+			r.back.Close()
+		}
 	}()
 	if err := r.prepare(ctx); err != nil {
 		return err
@@ -231,6 +237,11 @@ func (r *runner) prepare(ctx context.Context) error {
 	var err error
 	if r.target, err = r.e.openTarget(ctx, s.Target.Connection); err != nil {
 		return fmt.Errorf("sync %s: %w", s.Name, err)
+	}
+	if wb := s.WriteBack; wb != nil && !r.opts.DryRun {
+		if r.back, err = r.e.openTarget(ctx, wb.Connection); err != nil {
+			return fmt.Errorf("sync %s: write_back: %w", s.Name, err)
+		}
 	}
 	if r.opts.DryRun {
 		r.lt, err = openLinkTable(ctx, r.e.db, s.Name)
@@ -457,10 +468,9 @@ func (r *runner) collect() {
 
 // runError keeps a record's problem in ferry.run_errors (bounded per run).
 func (r *runner) runError(ctx context.Context, sourceID *string, class, msg string) {
-	if r.opts.DryRun || r.errRows >= maxRunErrors {
+	if r.opts.DryRun || r.errRows.Add(1) > maxRunErrors {
 		return
 	}
-	r.errRows++
 	if err := r.e.q.RunErrorAdd(ctx, queries.RunErrorAddParams{RunID: r.runID, SourceID: sourceID, Class: class, Message: msg}); err != nil {
 		r.e.log.Warn("recording a record error", "sync", r.s.Name, "err", err)
 	}
