@@ -267,10 +267,12 @@ func (h *host) SetState(ctx context.Context, value any) error {
 	return nil
 }
 
-// Log receives what the script prints.
+// Log receives what the script prints. A transform prints per record, so
+// its lines are debug output (ferry -v); ferry test shows them per record.
+// A standalone script's lines are its report, so they are info.
 func (h *host) Log(msg string) {
 	if h.r != nil {
-		h.e.log.Info(msg, "sync", h.r.s.Name, "script", h.r.s.Transform)
+		h.e.log.Debug(msg, "sync", h.r.s.Name, "script", h.r.s.Transform)
 		return
 	}
 	h.e.log.Info(msg, "script", h.script)
