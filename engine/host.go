@@ -267,15 +267,15 @@ func (h *host) SetState(ctx context.Context, value any) error {
 	return nil
 }
 
-// Log receives what the script prints. A transform prints per record, so
-// its lines are debug output (ferry -v); ferry test shows them per record.
-// A standalone script's lines are its report, so they are info.
+// Log receives what the script prints, as it prints it: debug output
+// (ferry -v streams it). ferry test shows a transform's lines per record,
+// and ferry script run prints a script's lines when it ends.
 func (h *host) Log(msg string) {
 	if h.r != nil {
 		h.e.log.Debug(msg, "sync", h.r.s.Name, "script", h.r.s.Transform)
 		return
 	}
-	h.e.log.Info(msg, "script", h.script)
+	h.e.log.Debug(msg, "script", h.script)
 }
 
 // RunScript runs a standalone data-sync script (def main(pq)) and returns
