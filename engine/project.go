@@ -75,8 +75,11 @@ func LoadProject(dir string) (*Project, error) {
 	p := &Project{Dir: dir}
 	path := filepath.Join(dir, ProjectFile)
 	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, &ConfigError{File: path, Message: "not found: a project folder holds " + ProjectFile + " and a syncs/ folder (point --project or FERRY_PROJECT at it)"}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("reading project file: %w (a project folder holds %s and a syncs/ folder)", err, ProjectFile)
+		return nil, fmt.Errorf("reading project file: %w", err)
 	}
 	if err := decodeStrict(raw, p); err != nil {
 		return nil, &ConfigError{File: ProjectFile, Message: err.Error()}

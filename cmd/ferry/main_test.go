@@ -113,6 +113,10 @@ func TestExitCodes(t *testing.T) {
 	assert.Equal(t, exitUsage, code)
 	assert.Contains(t, errOut, `unknown command "nope"`)
 
+	code, _, errOut = ferry(t, "--project", t.TempDir(), "--db", wh, "run")
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, errOut, "ferry.yaml: not found: a project folder holds ferry.yaml")
+
 	code, _, errOut = ferry(t, "--project", dir, "--db", wh, "run", "unknown_sync")
 	assert.Equal(t, exitUsage, code)
 	assert.Contains(t, errOut, `unknown sync "unknown_sync"`)
