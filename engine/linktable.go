@@ -309,3 +309,19 @@ WHERE l.target_id IS NULL`, lt.ident, lt.sourceType), ids, msg)
 	}
 	return nil
 }
+
+// markSkipped records that ids were found unchanged (same hash as their last
+// successful write): status skipped, no error. Their target id, hash and
+// times stay.
+func (lt *linkTable) markSkipped(ctx context.Context, db dbtx, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := db.Exec(ctx, fmt.Sprintf(`
+UPDATE %s SET status = 'skipped', error = NULL, error_class = NULL, attempts = 0, updated_at = now()
+WHERE source_id = ANY($1::text[]::%s[]) AND status <> 'skipped'`, lt.ident, lt.sourceType), ids)
+	if err != nil {
+		return fmt.Errorf("marking %d unchanged records skipped in %s: %w", len(ids), lt.ident, err)
+	}
+	return nil
+}

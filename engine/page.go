@@ -365,6 +365,11 @@ func (r *runner) write(ctx context.Context, items []*item) (*pageOutcome, error)
 	}
 	r.writeBack(ctx, sent, changes, results)
 	out.writes = r.linkWrites(items)
+	for _, it := range items {
+		if it.decision == DecideUnchanged && it.link.status != StatusSkipped {
+			out.unchanged = append(out.unchanged, it.id)
+		}
+	}
 	if callErr != nil {
 		if connector.ClassOf(callErr) == connector.Auth {
 			return out, fmt.Errorf("sync %s: connection %s refused the credentials: %w; fix them (see the connection's auth settings) and run again: records not written yet are untouched", r.s.Name, r.s.Target.Connection, callErr)
@@ -403,9 +408,7 @@ func (r *runner) linkWrites(items []*item) []linkWrite {
 			h := it.hash
 			ws = append(ws, linkWrite{sourceID: it.id, targetID: &tid, status: StatusSuccess, hash: &h, payload: it.payload, synced: true})
 		case DecideUnchanged:
-			if it.link.status != StatusSkipped {
-				ws = append(ws, linkWrite{sourceID: it.id, status: StatusSkipped})
-			}
+			// Recorded by pageOutcome.unchanged.
 		case DecideSkip:
 			if it.class == "transform" {
 				reason := it.reason

@@ -31,9 +31,12 @@ import (
 
 // pageOutcome is what the recorder commits for one page.
 type pageOutcome struct {
-	writes   []linkWrite
-	intent   int64   // the page's write intent, deleted with the link rows
-	bookmark *string // where the bookmark may move once the rows are in
+	writes []linkWrite
+	// unchanged are the ids whose rows only change status to skipped:
+	// one cheap UPDATE instead of an upsert per row.
+	unchanged []string
+	intent    int64   // the page's write intent, deleted with the link rows
+	bookmark  *string // where the bookmark may move once the rows are in
 }
 
 // stream runs the main read past the bookmark, then the records to retry.
@@ -210,7 +213,7 @@ func (rc *recorder) close() error {
 }
 
 func (r *runner) commit(ctx context.Context, out *pageOutcome) error {
-	if r.opts.DryRun || (len(out.writes) == 0 && out.intent == 0 && out.bookmark == nil) {
+	if r.opts.DryRun || (len(out.writes) == 0 && len(out.unchanged) == 0 && out.intent == 0 && out.bookmark == nil) {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -221,6 +224,9 @@ func (r *runner) commit(ctx context.Context, out *pageOutcome) error {
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
 	if err := r.lt.upsert(ctx, tx, out.writes); err != nil {
+		return fmt.Errorf("sync %s: %w", r.s.Name, err)
+	}
+	if err := r.lt.markSkipped(ctx, tx, out.unchanged); err != nil {
 		return fmt.Errorf("sync %s: %w", r.s.Name, err)
 	}
 	q := r.e.q.WithTx(tx)
