@@ -353,6 +353,41 @@ func TestTiedAndLateBookmarksAreNotLost(t *testing.T) {
 	assert.Len(t, b.target.Records("partners"), 12)
 }
 
+func TestExplain(t *testing.T) {
+	t.Parallel()
+	s := companiesSync()
+	s.Source = engine.Source{Query: "SELECT * FROM crm.companies WHERE name <> 'hidden'"}
+	b := setup(t, s)
+	b.target.Validate = func(_ string, p map[string]any) string {
+		if p["vat"] == nil {
+			return "vat is required"
+		}
+		return ""
+	}
+	b.exec(`INSERT INTO crm.companies (id, name, vat) VALUES (1, 'A', 'V1'), (2, 'B', NULL), (3, 'hidden', 'V3'), (4, 'D', 'V4')`)
+	b.run("companies")
+	b.exec(`UPDATE crm.companies SET name = 'D2', _sdc_batched_at = now() WHERE id = 4`)
+
+	cases := []struct {
+		id   string
+		want []string
+	}{
+		{"1", []string{"has it as success (target id", "a run now would: unchanged", "hashes the same"}},
+		{"2", []string{"has it as error (no target id, 1 failed attempts)", "last error: inserting partners refused source id 2", "vat is required", "read again on every run", "a run now would: insert"}},
+		{"3", []string{"not in the scope of companies", "check its WHERE clause", "has no row for it"}},
+		{"4", []string{"a run now would: update", "_sdc_batched_at is 20"}},
+	}
+	for _, tc := range cases {
+		ex, err := b.eng.Explain(context.Background(), "companies", tc.id)
+		require.NoError(t, err)
+		text := strings.Join(ex.Findings, "\n")
+		for _, w := range tc.want {
+			assert.Contains(t, text, w, "source id %s", tc.id)
+		}
+	}
+	assert.Len(t, b.target.Records("partners"), 2, "explain writes nothing")
+}
+
 func TestInvalidIDs(t *testing.T) {
 	t.Parallel()
 	s := companiesSync()

@@ -366,3 +366,27 @@ func compactJSON(v any) string {
 	}
 	return string(b)
 }
+
+// cmdExplain answers "my record was not synced (or not updated): why?".
+func cmdExplain(ctx context.Context, c *cli, args []string) int {
+	if len(args) != 2 {
+		return c.fail(usageError{"usage: ferry explain <sync> <source id>"})
+	}
+	ss, err := c.start(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer ss.close()
+	ex, err := ss.eng.Explain(ctx, args[0], args[1])
+	if err != nil {
+		return c.fail(err)
+	}
+	fmt.Fprintf(c.stdout, "%s, source id %s\n", ex.Sync, ex.SourceID)
+	for _, f := range ex.Findings {
+		fmt.Fprintf(c.stdout, "  - %s\n", f)
+	}
+	if ex.Next != nil && ex.Next.Payload != nil {
+		fmt.Fprintf(c.stdout, "  payload it would send: %s\n", compactJSON(ex.Next.Payload))
+	}
+	return exitOK
+}

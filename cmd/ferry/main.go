@@ -61,6 +61,7 @@ func commands() []command {
 		{"plan", "dry run: what would be inserted, updated, skipped; writes nothing", cmdPlan},
 		{"test", "one record: ferry test <sync> --id <source id> [--write]", cmdTest},
 		{"status", "a sync's link table by status, its latest errors and runs", cmdStatus},
+		{"explain", "why a record did or did not sync: ferry explain <sync> <source id>", cmdExplain},
 		{"check", "load the project and check every sync against the warehouse", cmdCheck},
 		{"script", "ferry script run <file.star> (a data-sync script) | ferry script test [folder] (*_test.star)", cmdScript},
 		{"migrate", "create or upgrade Ferry's state schema in the warehouse", cmdMigrate},

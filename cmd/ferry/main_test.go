@@ -102,6 +102,11 @@ func TestRunPlanTestStatus(t *testing.T) {
 	assert.Equal(t, exitOK, code)
 	assert.Contains(t, out, "decision:       unchanged")
 
+	code, out, _ = ferry(t, "--project", dir, "--db", wh, "explain", "companies", "3")
+	assert.Equal(t, exitOK, code)
+	assert.Contains(t, out, "has it as error")
+	assert.Contains(t, out, `null value in column "name"`)
+
 	code, out, _ = ferry(t, "--project", dir, "--db", wh, "test", "companies", "--id", "99")
 	assert.Equal(t, exitOK, code)
 	assert.Contains(t, out, "source id 99: not in the scope of companies")

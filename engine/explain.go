@@ -1,0 +1,134 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Explanation answers the spec's FAQ for one record: is it in the scope, is
+// it behind the bookmark, what does its link row say, and what would a run
+// do with it now.
+type Explanation struct {
+	Sync     string        `json:"sync"`
+	SourceID string        `json:"source_id"`
+	InScope  bool          `json:"in_scope"`
+	Bookmark string        `json:"bookmark,omitempty"` // the sync's stored bookmark
+	Stamp    string        `json:"stamp,omitempty"`    // the record's bookmark column value
+	Link     *LinkRow      `json:"link,omitempty"`
+	Next     *RecordReport `json:"next,omitempty"` // what a run would do now (a dry run)
+	Findings []string      `json:"findings"`
+}
+
+// Explain says why a record did or did not sync. It writes nothing.
+func (e *Engine) Explain(ctx context.Context, sync, sourceID string) (*Explanation, error) {
+	s, ok := e.project.Sync(sync)
+	if !ok {
+		return nil, fmt.Errorf("unknown sync %q", sync)
+	}
+	ex := &Explanation{Sync: sync, SourceID: sourceID}
+	res, err := e.Run(ctx, sync, RunOptions{DryRun: true, IDs: []string{sourceID}, Samples: 1})
+	if err != nil {
+		return nil, err
+	}
+	if len(res.Records) > 0 {
+		rec := res.Records[0]
+		ex.InScope, ex.Next = true, &rec
+		if s.IsIncremental() {
+			switch v := rec.Source[s.Source.BookmarkColumn].(type) {
+			case nil:
+			case time.Time:
+				ex.Stamp = v.Format(time.RFC3339Nano)
+			default:
+				ex.Stamp = fmt.Sprint(v)
+			}
+		}
+	}
+	if res.Counts.Invalid > 0 && len(res.Records) == 0 {
+		ex.InScope = true
+	}
+	if s.IsIncremental() {
+		v, err := e.q.BookmarkGet(ctx, sync)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return nil, fmt.Errorf("reading the bookmark of %s: %w", sync, err)
+		default:
+			ex.Bookmark = v
+		}
+	}
+	if ex.Link, err = linkRow(ctx, e.db, sync, sourceID); err != nil {
+		return nil, err
+	}
+	ex.Findings = ex.findings(s)
+	return ex, nil
+}
+
+func linkRow(ctx context.Context, db dbtx, sync, sourceID string) (*LinkRow, error) {
+	lt, err := openLinkTable(ctx, db, sync)
+	if err != nil || lt == nil {
+		return nil, err
+	}
+	rows, err := db.Query(ctx, fmt.Sprintf(`
+		SELECT source_id::text, target_id::text, status, hash, error, error_class, attempts, first_synced_at, last_synced_at, updated_at
+		FROM %s WHERE source_id::text = $1`, lt.ident), sourceID)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", lt.ident, err)
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowToStructByPos[LinkRow])
+	if err != nil || len(found) == 0 {
+		return nil, err
+	}
+	return &found[0], nil
+}
+
+// findings puts the answer in words, most important first.
+func (ex *Explanation) findings(s *Sync) []string {
+	var out []string
+	say := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	if !ex.InScope {
+		say("source id %s is not in the scope of %s: the scope query (%s) does not return it; check its WHERE clause and joins", ex.SourceID, s.Name, scopeName(s))
+	}
+	if l := ex.Link; l != nil {
+		target := "no target id"
+		if l.TargetID != nil {
+			target = "target id " + *l.TargetID
+		}
+		say("link_tables.%s has it as %s (%s, %d failed attempts)", s.Name, l.Status, target, l.Attempts)
+		if l.Error != nil && *l.Error != "" {
+			say("last error: %s", *l.Error)
+		}
+		if l.Status == StatusError || l.Status == StatusPending {
+			say("records in %s are read again on every run, whatever the bookmark", l.Status)
+		}
+	} else {
+		say("link_tables.%s has no row for it: it was never written", s.Name)
+	}
+	if ex.Bookmark != "" && ex.Stamp != "" {
+		say("its %s is %s; the sync's bookmark is %s (runs read from the bookmark minus the %s overlap)", s.Source.BookmarkColumn, ex.Stamp, ex.Bookmark, s.Source.Overlap.Duration)
+	}
+	if n := ex.Next; n != nil {
+		msg := fmt.Sprintf("a run now would: %s", n.Decision)
+		if n.Reason != "" {
+			msg += " (" + n.Reason + ")"
+		}
+		if n.Decision == DecideUnchanged {
+			msg += ": the mapped record hashes the same as the last successful write"
+		}
+		say("%s", msg)
+	}
+	return out
+}
+
+func scopeName(s *Sync) string {
+	if s.Source.Table != "" {
+		return "SELECT * FROM " + s.Source.Table
+	}
+	if s.Source.QueryFile != "" {
+		return s.Source.QueryFile
+	}
+	return "source.query"
+}
