@@ -441,6 +441,17 @@ func TestBadScopeQueries(t *testing.T) {
 	}
 }
 
+func TestInterruptedRunIsClosedByTheNext(t *testing.T) {
+	t.Parallel()
+	b := setup(t, companiesSync())
+	b.exec(`INSERT INTO ferry.runs (sync, started_at) VALUES ('companies', now() - interval '1 hour')`)
+	b.run("companies")
+	var status, msg string
+	require.NoError(t, b.db.QueryRow(context.Background(), `SELECT status, error FROM ferry.runs ORDER BY id LIMIT 1`).Scan(&status, &msg))
+	assert.Equal(t, "failed", status)
+	assert.Contains(t, msg, "interrupted")
+}
+
 func TestOneRunAtATime(t *testing.T) {
 	t.Parallel()
 	s := companiesSync()

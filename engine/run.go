@@ -210,6 +210,12 @@ func (r *runner) run(ctx context.Context) (runErr error) {
 		if r.bookmark != nil {
 			before = r.bookmark
 		}
+		// This run holds the sync's lock, so no other run of it is alive.
+		if n, err := r.e.q.RunCloseInterrupted(ctx, s.Name); err != nil {
+			return fmt.Errorf("sync %s: closing interrupted runs: %w", s.Name, err)
+		} else if n > 0 {
+			r.e.log.Warn("an earlier run of this sync was interrupted; marked failed", "sync", s.Name, "runs", n)
+		}
 		row, err := r.e.q.RunStart(ctx, queries.RunStartParams{Sync: s.Name, BookmarkBefore: before})
 		if err != nil {
 			return fmt.Errorf("sync %s: recording the run: %w", s.Name, err)

@@ -10,6 +10,24 @@ import (
 	"time"
 )
 
+const runCloseInterrupted = `-- name: RunCloseInterrupted :execrows
+UPDATE ferry.runs SET
+    status = 'failed',
+    finished_at = now(),
+    error = 'interrupted: the process running it stopped before it finished (records it wrote were recorded or marked pending)'
+WHERE sync = $1 AND status = 'running'
+`
+
+// Runs of a sync still marked running when a new run holds the sync's lock
+// belong to a process that died: they did not finish.
+func (q *Queries) RunCloseInterrupted(ctx context.Context, sync string) (int64, error) {
+	result, err := q.db.Exec(ctx, runCloseInterrupted, sync)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const runErrorAdd = `-- name: RunErrorAdd :exec
 INSERT INTO ferry.run_errors (run_id, source_id, class, message)
 VALUES ($1, $2, $3, $4)

@@ -32,3 +32,12 @@ VALUES (@run_id, sqlc.narg('source_id'), @class, @message);
 
 -- name: RunErrorList :many
 SELECT * FROM ferry.run_errors WHERE run_id = @run_id ORDER BY id LIMIT @max_rows;
+
+-- name: RunCloseInterrupted :execrows
+-- Runs of a sync still marked running when a new run holds the sync's lock
+-- belong to a process that died: they did not finish.
+UPDATE ferry.runs SET
+    status = 'failed',
+    finished_at = now(),
+    error = 'interrupted: the process running it stopped before it finished (records it wrote were recorded or marked pending)'
+WHERE sync = @sync AND status = 'running';
