@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/ferry-sync/ferry/engine"
@@ -103,6 +104,9 @@ func cmdWorker(ctx context.Context, c *cli, _ []string) int {
 	return exitOK
 }
 
+// memoryLimitEnv sets the script workers' memory limit in MB (default 256).
+const memoryLimitEnv = "FERRY_SCRIPT_MEMORY_MB"
+
 // scriptPool starts the process's pool of script workers when a project has
 // scripts; the pool re-executes this binary with the worker subcommand.
 func scriptPool(p *engine.Project) (*scripting.Pool, error) {
@@ -113,7 +117,15 @@ func scriptPool(p *engine.Project) (*scripting.Pool, error) {
 	if !has {
 		return nil, nil
 	}
-	pool, err := scripting.NewPool(scripting.PoolOptions{Workers: 1})
+	opts := scripting.PoolOptions{Workers: 1}
+	if v := os.Getenv(memoryLimitEnv); v != "" {
+		mb, err := strconv.Atoi(v)
+		if err != nil || mb < 64 {
+			return nil, usageError{fmt.Sprintf("%s=%q: give the script workers' memory limit in MB, at least 64", memoryLimitEnv, v)}
+		}
+		opts.MemoryLimit = int64(mb) << 20
+	}
+	pool, err := scripting.NewPool(opts)
 	if err != nil {
 		return nil, fmt.Errorf("starting the script workers: %w", err)
 	}

@@ -15,5 +15,10 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == scripting.WorkerCommand {
 		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 	}
+	if raceEnabled {
+		// The race detector's shadow memory counts against the workers'
+		// limit: give them room.
+		os.Setenv(memoryLimitEnv, "16384") //nolint:errcheck
+	}
 	os.Exit(m.Run())
 }
