@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ferry-sync/ferry/engine/connector"
@@ -27,7 +26,6 @@ type item struct {
 	reason   string
 	class    string
 	printed  []string
-	op       connector.Op
 }
 
 // decidedPage is a page the decider stage has prepared for the writer.
@@ -144,18 +142,9 @@ func (it *item) fail(d Decision, class, msg string) {
 func (r *runner) mapRecord(rec *record) map[string]any {
 	s := r.s
 	if len(s.Mapping) == 0 {
-		out := make(map[string]any, len(rec.values))
-		skip := map[string]bool{s.Source.IDColumn: true}
-		if r.sc.bookmark != nil {
-			skip[r.sc.bookmark.Name] = true
-		}
-		for _, rel := range s.Relations {
-			skip[rel.Source] = true
-		}
-		for k, v := range rec.values {
-			if !skip[k] && !strings.HasPrefix(k, "_sdc_") {
-				out[k] = v
-			}
+		out := make(map[string]any, len(r.byName))
+		for _, col := range r.byName {
+			out[col] = rec.values[col]
 		}
 		return out
 	}
@@ -209,11 +198,9 @@ func typedID(id, sqlType string) any {
 func (r *runner) hashOf(it *item) string {
 	r.hashBuf = appendJSON(append(r.hashBuf[:0], r.finger...), it.mapped)
 	if len(r.s.TransformSource) > 0 {
-		row := make(map[string]any, len(it.rec.values))
-		for k, v := range it.rec.values {
-			if (r.sc.bookmark == nil || k != r.sc.bookmark.Name) && !strings.HasPrefix(k, "_sdc_") {
-				row[k] = v
-			}
+		row := make(map[string]any, len(r.hashed))
+		for _, col := range r.hashed {
+			row[col] = it.rec.values[col]
 		}
 		r.hashBuf = appendJSON(append(r.hashBuf, '\n'), row)
 	}
@@ -348,7 +335,6 @@ func (r *runner) write(ctx context.Context, items []*item) (*pageOutcome, error)
 		res := results[i]
 		switch {
 		case !res.Done:
-			it.op = changes[i].Op
 			it.fail(DecideNotSent, "not_sent", "not sent: the run stopped before this record was written")
 		case res.Err != nil:
 			r.res.Counts.TargetCalls++

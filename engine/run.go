@@ -144,7 +144,9 @@ type runner struct {
 	finger   string
 	runID    int64
 	errRows  atomic.Int64    // run_errors written; the decider and the writer both add
-	hashBuf  []byte          // reused by hashOf, on the processor goroutine
+	hashBuf  []byte          // reused by hashOf, on the decider goroutine
+	byName   []string        // columns mapped by name when the sync has no mapping
+	hashed   []string        // columns a transform sync's hash covers
 	retry    map[string]bool // owned by the reader goroutine
 	bookmark *string
 	// recordedBookmark is written by the recorder goroutine and read once it
@@ -282,6 +284,7 @@ func (r *runner) prepare(ctx context.Context) error {
 		r.static[f.Target] = v
 	}
 	r.finger = fingerprint(s)
+	r.byName, r.hashed = r.sc.derivedColumns(s)
 	if s.IsIncremental() && !r.opts.Full {
 		v, err := r.e.q.BookmarkGet(ctx, s.Name)
 		switch {

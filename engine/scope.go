@@ -146,6 +146,27 @@ func describeScope(ctx context.Context, tx pgx.Tx, s *Sync) (*scope, error) {
 	return sc, nil
 }
 
+// derivedColumns returns, once per run, the columns a sync without a mapping
+// maps by name (all but the id, the bookmark, relation keys and the ELT's
+// _sdc_ columns) and the columns a transform sync's hash covers (all but
+// the bookmark and _sdc_ columns, which change without the data changing).
+func (sc *scope) derivedColumns(s *Sync) (byName, hashed []string) {
+	relKey := map[string]bool{}
+	for _, rel := range s.Relations {
+		relKey[rel.Source] = true
+	}
+	for _, c := range sc.columns {
+		if strings.HasPrefix(c.Name, "_sdc_") || (sc.bookmark != nil && c.Name == sc.bookmark.Name) {
+			continue
+		}
+		hashed = append(hashed, c.Name)
+		if c.Name != sc.id.Name && !relKey[c.Name] {
+			byName = append(byName, c.Name)
+		}
+	}
+	return byName, hashed
+}
+
 func orderable(oid uint32) bool {
 	switch oid {
 	case pgtype.TimestamptzOID, pgtype.TimestampOID, pgtype.DateOID,

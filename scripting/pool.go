@@ -248,7 +248,7 @@ func (w *worker) death(script, sourceID string) *ScriptError {
 	se := &ScriptError{Kind: KindCrash, Script: script, File: script, SourceID: sourceID}
 	tail := w.stderr.String()
 	switch {
-	case isOutOfMemory(tail) || w.nearLimit():
+	case isOutOfMemory(tail) || w.nearLimit() || (w.limit > 0 && isRuntimeFault(tail)):
 		se.Kind = KindMemory
 		se.Message = fmt.Sprintf("ran out of memory (limit %d MB); the worker was restarted", w.limit>>20)
 	default:
@@ -285,6 +285,15 @@ func isOutOfMemory(stderr string) bool {
 		}
 	}
 	return false
+}
+
+// isRuntimeFault reports a segmentation fault in the worker. Scripts run in
+// pure Go (starlark-go), so they cannot fault by themselves; under
+// RLIMIT_DATA the Go runtime's collector faults when its own allocations
+// fail (seen in runtime.(*spanQueue).tryDrain), which is memory exhaustion
+// by another name.
+func isRuntimeFault(stderr string) bool {
+	return strings.Contains(stderr, "SIGSEGV")
 }
 
 // tailBuffer keeps the first and the last bytes a worker wrote to stderr:
