@@ -103,19 +103,6 @@ func TestLookupPath(t *testing.T) {
 	}
 }
 
-func TestBackoffHasFullJitterAndACap(t *testing.T) {
-	t.Parallel()
-	target := &Target{s: settings{backoffBase: 10 * time.Millisecond, backoffMax: 80 * time.Millisecond}}
-	for attempt := range 40 {
-		ceiling := min(10*time.Millisecond<<min(attempt, 10), 80*time.Millisecond)
-		for range 20 {
-			d := target.backoffDelay(attempt)
-			require.GreaterOrEqual(t, d, time.Duration(0))
-			require.LessOrEqual(t, d, ceiling)
-		}
-	}
-}
-
 func TestTransportIsSizedToConcurrency(t *testing.T) {
 	t.Parallel()
 	target, err := New(t.Context(), Config{

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
@@ -59,7 +58,7 @@ func (t *Target) send(ctx context.Context, c *call, rq request) (response, *conn
 			var given bool
 			if wait, given = parseRetryAfter(resp.header.Get("Retry-After"), time.Now()); !given {
 				// The pause holds every request back: jitter would spread nothing.
-				wait = t.backoffCeiling(attempt)
+				wait = connector.BackoffCeiling(attempt, t.s.backoffBase, t.s.backoffMax)
 			}
 			if wait <= t.s.maxRetryAfter {
 				t.pauseFor(wait) // before the probe is released, so that no request slips through
@@ -243,28 +242,9 @@ func (t *Target) describe(err error) string {
 	return err.Error()
 }
 
-// backoffCeiling is min(max, base·2^attempt).
-func (t *Target) backoffCeiling(attempt int) time.Duration {
-	ceiling := t.s.backoffBase
-	for i := 0; i < attempt && ceiling < t.s.backoffMax; i++ {
-		ceiling *= 2
-	}
-	return min(ceiling, t.s.backoffMax)
-}
-
-// backoffDelay is exponential backoff with full jitter: a random wait
-// between 0 and backoffCeiling(attempt).
-func (t *Target) backoffDelay(attempt int) time.Duration {
-	ceiling := t.backoffCeiling(attempt)
-	if ceiling <= 0 {
-		return 0
-	}
-	return rand.N(ceiling + 1)
-}
-
 // backoff sleeps before a retry, reporting false when ctx ended.
 func (t *Target) backoff(ctx context.Context, attempt int) bool {
-	return sleep(ctx, t.backoffDelay(attempt))
+	return connector.Sleep(ctx, connector.Backoff(attempt, t.s.backoffBase, t.s.backoffMax))
 }
 
 // pauseFor holds back every request on the connection for d (a 429).
@@ -290,22 +270,8 @@ func (t *Target) waitPause(ctx context.Context) bool {
 		if d <= 0 {
 			return true
 		}
-		if !sleep(ctx, d) {
+		if !connector.Sleep(ctx, d) {
 			return false
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sort"
 	"strings"
 	"sync"
@@ -174,7 +173,7 @@ func (t *Target) writeOne(ctx context.Context, c *call, ch connector.Change) con
 		case o.undone:
 			return connector.Result{}
 		case o.retry && attempt < maxRetries:
-			if !sleep(ctx, backoff(attempt)) {
+			if !connector.Sleep(ctx, connector.Backoff(attempt, backoffBase, backoffMax)) {
 				return connector.Result{}
 			}
 			continue
@@ -325,24 +324,5 @@ func inUTC(v any) any {
 		return out
 	default:
 		return v
-	}
-}
-
-func backoff(attempt int) time.Duration {
-	ceiling := backoffBase << attempt
-	if ceiling > backoffMax || ceiling <= 0 {
-		ceiling = backoffMax
-	}
-	return rand.N(ceiling + 1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
