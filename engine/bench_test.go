@@ -47,7 +47,7 @@ func setupBench(b *testing.B, rows int, target connector.Target, s *engine.Sync)
 	require.NoError(b, err)
 	p, err := engine.NewProject(map[string]engine.Connection{"erp": testConnection}, s)
 	require.NoError(b, err)
-	eng := engine.New(db, p, engine.Options{Open: func(context.Context, engine.Connection) (connector.Target, error) { return target, nil }})
+	eng := engine.New(db, p, engine.Options{Open: only(target)})
 	return &testBundle{db: db, eng: eng}
 }
 

@@ -1,13 +1,11 @@
 package engine_test
 
 import (
-	"context"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/ferry-sync/ferry/engine"
-	"github.com/ferry-sync/ferry/engine/connector"
 	"github.com/ferry-sync/ferry/engine/enginetest"
 	"github.com/ferry-sync/ferry/scripting"
 )
@@ -34,7 +32,7 @@ func BenchmarkFullSync100kTransform(b *testing.B) {
 			s.TransformSource = []byte(benchTransform)
 			bb := setupBench(b, rows, &enginetest.Discard{}, s)
 			opts := engine.Options{
-				Open:            func(context.Context, engine.Connection) (connector.Target, error) { return &enginetest.Discard{}, nil },
+				Open:            only(&enginetest.Discard{}),
 				ScriptIsolation: isolation,
 			}
 			if isolation == scripting.IsolationProcess {

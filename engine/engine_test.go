@@ -72,7 +72,7 @@ func setup(t *testing.T, syncs ...*engine.Sync) *testBundle {
 	p, err := engine.NewProject(map[string]engine.Connection{"erp": testConnection}, syncs...)
 	require.NoError(t, err)
 	target := enginetest.NewMemory()
-	eng := engine.New(db, p, engine.Options{Open: func(context.Context, engine.Connection) (connector.Target, error) { return target, nil }})
+	eng := engine.New(db, p, engine.Options{Open: only(target)})
 	return &testBundle{t: t, db: db, target: target, eng: eng}
 }
 
@@ -481,6 +481,11 @@ func TestOneRunAtATime(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 1, busy, "exactly one of two concurrent runs gets the sync")
+}
+
+// only opens target for every connection.
+func only(target connector.Target) engine.Opener {
+	return func(context.Context, engine.Connection) (connector.Target, error) { return target, nil }
 }
 
 // testConnection passes the project's checks; the tests open an in-process

@@ -28,7 +28,7 @@ func setupScript(t *testing.T, syncs ...*engine.Sync) *testBundle {
 	require.NoError(t, err)
 	target := enginetest.NewMemory()
 	eng := engine.New(db, p, engine.Options{
-		Open:            func(context.Context, engine.Connection) (connector.Target, error) { return target, nil },
+		Open:            only(target),
 		ScriptIsolation: scripting.IsolationNone,
 	})
 	return &testBundle{t: t, db: db, target: target, eng: eng}

@@ -9,7 +9,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ferry-sync/ferry/engine"
-	"github.com/ferry-sync/ferry/engine/connector"
 	"github.com/ferry-sync/ferry/scripting"
 )
 
@@ -58,7 +57,7 @@ def transform(source_record, target_record, pq, target_id=None):
 	require.NoError(t, err)
 	t.Cleanup(func() { pool.Close() })
 	b.eng = engine.New(b.db, b.eng.Project(), engine.Options{
-		Open:       func(context.Context, engine.Connection) (connector.Target, error) { return b.target, nil },
+		Open:       only(b.target),
 		ScriptPool: pool,
 	})
 	b.exec(`INSERT INTO crm.companies (id, name) SELECT g, 'C' || g FROM generate_series(1, 3) g`)
