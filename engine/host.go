@@ -31,12 +31,13 @@ type host struct {
 
 	mu      sync.Mutex
 	targets map[string]connector.Target // opened by this host, closed with it
+	links   map[string]*linkTable       // script link tables by name, looked up once
 }
 
 var _ scripting.Host = (*host)(nil)
 
 func newHost(e *Engine, r *runner, script string) *host {
-	return &host{e: e, r: r, script: script, targets: map[string]connector.Target{}}
+	return &host{e: e, r: r, script: script, targets: map[string]connector.Target{}, links: map[string]*linkTable{}}
 }
 
 func (h *host) close() {
@@ -211,13 +212,26 @@ func (h *host) scriptLinks(ctx context.Context, t connector.Target, conn, object
 	if len(name) > 63 {
 		name = name[:63]
 	}
+	h.mu.Lock()
+	lt, ok := h.links[name]
+	h.mu.Unlock()
+	if ok {
+		return lt, nil
+	}
 	targetType := "text"
 	if typer, ok := t.(connector.IDTyper); ok {
 		if tt, err := typer.IDType(ctx, object); err == nil {
 			targetType = tt
 		}
 	}
-	return ensureLinkTable(ctx, h.e.db, name, "text", targetType)
+	lt, err := ensureLinkTable(ctx, h.e.db, name, "text", targetType)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.links[name] = lt
+	h.mu.Unlock()
+	return lt, nil
 }
 
 // Link returns the target id another sync's link table holds for sourceID.
