@@ -31,7 +31,7 @@ type host struct {
 
 	mu      sync.Mutex
 	targets map[string]connector.Target // opened by this host, closed with it
-	links   map[string]*linkTable       // script link tables by name, looked up once
+	links   map[string]*linkTable       // link tables by name (scripts' own, other syncs'), looked up once
 }
 
 var _ scripting.Host = (*host)(nil)
@@ -239,9 +239,17 @@ func (h *host) Link(ctx context.Context, sync, sourceID string) (string, bool, e
 	if _, ok := h.e.project.Sync(sync); !ok {
 		return "", false, fmt.Errorf("pq.link: unknown sync %q", sync)
 	}
-	lt, err := openLinkTable(ctx, h.e.db, sync)
-	if err != nil || lt == nil {
-		return "", false, err
+	h.mu.Lock()
+	lt, ok := h.links[sync]
+	h.mu.Unlock()
+	if !ok {
+		var err error
+		if lt, err = openLinkTable(ctx, h.e.db, sync); err != nil || lt == nil {
+			return "", false, err // a sync that has not run yet: look again next time
+		}
+		h.mu.Lock()
+		h.links[sync] = lt
+		h.mu.Unlock()
 	}
 	ids, err := lt.targetIDs(ctx, h.e.db, []string{sourceID})
 	if err != nil {
