@@ -3,8 +3,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 GO            ?= go
-SQLC_VERSION  := v1.31.1
-SQLC          := $(GO) run github.com/sqlc-dev/sqlc/cmd/sqlc@$(SQLC_VERSION)
+# sqlc is a tool of its own module (internal/tools), so its dependencies stay
+# out of Ferry's go.mod; `go tool` caches the built binary.
+SQLC          := $(GO) tool -modfile=internal/tools/go.mod sqlc
 BIN           := bin/ferry
 DATABASE_URL  ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 export DATABASE_URL

@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ferry-sync/ferry/engine/connector"
+	"github.com/ferry-sync/ferry/engine/internal/lease"
 	"github.com/ferry-sync/ferry/queries"
 	"github.com/ferry-sync/ferry/scripting"
 )
@@ -26,6 +27,8 @@ type Engine struct {
 	log       *slog.Logger
 	pool      *scripting.Pool
 	isolation scripting.Isolation
+	holder    string
+	leaseTTL  time.Duration
 }
 
 // Options configure an Engine.
@@ -41,6 +44,10 @@ type Options struct {
 	// memory fails its record, never Ferry) or "none" (in-process: faster,
 	// for tests and trusted scripts).
 	ScriptIsolation scripting.Isolation
+	// LeaseTTL is how long a run's claim on its sync lasts without renewal
+	// (renewed every third of it): a run paused for longer loses the sync
+	// to the next run and writes nothing more. Default 30s.
+	LeaseTTL time.Duration
 }
 
 // New returns an engine. db is the warehouse, which also holds Ferry's state
@@ -52,7 +59,8 @@ func New(db *pgxpool.Pool, p *Project, opts Options) *Engine {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Engine{db: db, q: queries.New(db), project: p, open: opts.Open, log: opts.Logger, pool: opts.ScriptPool, isolation: opts.ScriptIsolation}
+	return &Engine{db: db, q: queries.New(db), project: p, open: opts.Open, log: opts.Logger, pool: opts.ScriptPool,
+		isolation: opts.ScriptIsolation, holder: lease.Holder(), leaseTTL: opts.LeaseTTL}
 }
 
 // Project returns the engine's project.
@@ -73,13 +81,49 @@ func (e *Engine) openTarget(ctx context.Context, name string) (connector.Target,
 	return t, nil
 }
 
-// ErrBusy is returned when another process is running the same sync.
+// ErrBusy is returned (wrapped in a *BusyError) when another run holds the
+// sync or script.
 var ErrBusy = errors.New("sync is already running")
 
-// lockKey is the advisory lock key of a sync: one run at a time per sync,
-// across every process that shares the warehouse.
-func lockKey(sync string) int64 {
-	h := fnv.New64a()
-	h.Write([]byte("ferry.sync." + sync))
-	return int64(h.Sum64())
+// BusyError says which run holds a sync (or a standalone script).
+type BusyError struct {
+	What   string // "sync contacts", "script cleanup"
+	RunID  int64  // 0 when not known yet
+	Holder string // the process holding it
+}
+
+func (e *BusyError) Error() string {
+	msg := e.What + " is already running"
+	if e.RunID != 0 {
+		msg += fmt.Sprintf(" (run %d)", e.RunID)
+	}
+	return msg + " in " + e.Holder + "; wait for that run to finish"
+}
+
+// Is makes errors.Is(err, ErrBusy) true.
+func (e *BusyError) Is(target error) bool { return target == ErrBusy }
+
+// claim takes the lease called name (one run at a time across processes)
+// and keeps it renewed. The returned context ends when the lease is lost,
+// and it gates every write to a target on the lease. Call release when the
+// run is done.
+func (e *Engine) claim(ctx context.Context, what, name string) (context.Context, *lease.Lease, error) {
+	l, err := lease.Acquire(ctx, e.db, name, e.holder, e.leaseTTL)
+	var held *lease.HeldError
+	if errors.As(err, &held) {
+		return nil, nil, &BusyError{What: what, RunID: held.RunID, Holder: held.Holder}
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return connector.WithGate(l.Keep(ctx), l.Valid), l, nil
+}
+
+// lostClaim turns a run's error into the lease's story when the run ended
+// because it lost its claim.
+func lostClaim(ctx context.Context, what string, err error) error {
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, lease.ErrLost) {
+		return fmt.Errorf("%s: %w; it stopped at once and wrote nothing more (records it sent but could not record are reconciled by the run that holds it now)", what, cause)
+	}
+	return err
 }

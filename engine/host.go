@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/ferry-sync/ferry/engine/connector"
+	"github.com/ferry-sync/ferry/engine/internal/lease"
 	"github.com/ferry-sync/ferry/queries"
 	"github.com/ferry-sync/ferry/scripting"
 )
@@ -26,8 +27,9 @@ const queryTimeout = 30 * time.Second
 // tables, and (for standalone scripts) state kept between runs.
 type host struct {
 	e      *Engine
-	r      *runner // the sync run, nil for a standalone script
-	script string  // the standalone script's name, "" in a sync
+	r      *runner      // the sync run, nil for a standalone script
+	script string       // the standalone script's name, "" in a sync
+	lease  *lease.Lease // the standalone script's claim; a sync's is its runner's
 
 	mu      sync.Mutex
 	targets map[string]connector.Target // opened by this host, closed with it
@@ -189,7 +191,7 @@ func (h *host) Write(ctx context.Context, w scripting.Write) (string, error) {
 			lw.targetID = &id
 			lw.payload = w.Record
 		}
-		if err := lt.upsert(ctx, h.e.db, []linkWrite{lw}); err != nil {
+		if err := h.record(ctx, lt, lw); err != nil {
 			return "", err
 		}
 	}
@@ -197,6 +199,30 @@ func (h *host) Write(ctx context.Context, w scripting.Write) (string, error) {
 		return "", fmt.Errorf("%s %s on connection %s: %w", change.Op, object, conn, callErr)
 	}
 	return res.TargetID, nil
+}
+
+// record writes a script's link row, in a transaction fenced by the
+// claim of the run or script it belongs to.
+func (h *host) record(ctx context.Context, lt *linkTable, lw linkWrite) error {
+	l := h.lease
+	if h.r != nil {
+		l = h.r.lease
+	}
+	if l == nil {
+		return lt.upsert(ctx, h.e.db, []linkWrite{lw})
+	}
+	tx, err := h.e.db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("recording a script write: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	if err := l.Fence(ctx, tx); err != nil {
+		return err
+	}
+	if err := lt.upsert(ctx, tx, []linkWrite{lw}); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
 }
 
 var unsafeName = regexp.MustCompile(`[^a-z0-9_]+`)
@@ -304,20 +330,12 @@ func (h *host) Log(msg string) {
 // what it printed. name keys its state and link tables; file names it in
 // error messages. One run at a time per script, across processes.
 func (e *Engine) RunScript(ctx context.Context, name, file string, src []byte, loadDir string) ([]string, error) {
-	conn, err := e.db.Acquire(ctx)
+	what := "script " + name
+	ctx, l, err := e.claim(ctx, what, "script:"+name)
 	if err != nil {
-		return nil, fmt.Errorf("script %s: connecting to the warehouse: %w", name, err)
+		return nil, err
 	}
-	defer conn.Release()
-	var got bool
-	key := lockKey("script:" + name)
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&got); err != nil {
-		return nil, fmt.Errorf("script %s: taking the run lock: %w", name, err)
-	}
-	if !got {
-		return nil, fmt.Errorf("script %s: %w (another process holds its lock)", name, ErrBusy)
-	}
-	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", key) //nolint:errcheck
+	defer l.Release(ctx)
 
 	script, err := scripting.Compile(ctx, file, src, scripting.Options{Entry: "main", LoadDir: loadDir, Isolation: e.isolation, Pool: e.pool})
 	if err != nil {
@@ -325,10 +343,11 @@ func (e *Engine) RunScript(ctx context.Context, name, file string, src []byte, l
 	}
 	defer script.Close()
 	h := newHost(e, nil, name)
+	h.lease = l
 	defer h.close()
 	printed, err := script.RunMain(ctx, h)
 	if err != nil {
-		return printed, fmt.Errorf("script %s: %w", name, err)
+		return printed, lostClaim(ctx, what, fmt.Errorf("script %s: %w", name, err))
 	}
 	return printed, nil
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/ferry-sync/ferry/engine/connector"
 	"github.com/ferry-sync/ferry/queries"
 )
@@ -310,8 +312,12 @@ func (r *runner) write(ctx context.Context, items []*item) (*pageOutcome, error)
 	}
 	var intent int64
 	if len(inserts) > 0 {
-		var err error
-		if intent, err = r.e.q.IntentAdd(ctx, queries.IntentAddParams{Sync: r.s.Name, RunID: &r.runID, SourceIds: inserts}); err != nil {
+		err := r.fenced(ctx, func(tx pgx.Tx) error {
+			var err error
+			intent, err = r.e.q.WithTx(tx).IntentAdd(ctx, queries.IntentAddParams{Sync: r.s.Name, RunID: &r.runID, SourceIds: inserts})
+			return err
+		})
+		if err != nil {
 			return out, fmt.Errorf("sync %s: recording write intents: %w", r.s.Name, err)
 		}
 	}

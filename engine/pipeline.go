@@ -218,29 +218,27 @@ func (r *runner) commit(ctx context.Context, out *pageOutcome) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	tx, err := r.e.db.Begin(ctx)
+	err := r.fenced(ctx, func(tx pgx.Tx) error {
+		if err := r.lt.upsert(ctx, tx, out.writes); err != nil {
+			return err
+		}
+		if err := r.lt.markSkipped(ctx, tx, out.unchanged); err != nil {
+			return err
+		}
+		q := r.e.q.WithTx(tx)
+		if out.intent != 0 {
+			if err := q.IntentDelete(ctx, out.intent); err != nil {
+				return fmt.Errorf("clearing write intents: %w", err)
+			}
+		}
+		if out.bookmark != nil {
+			if err := q.BookmarkSet(ctx, queries.BookmarkSetParams{Sync: r.s.Name, Value: *out.bookmark}); err != nil {
+				return fmt.Errorf("saving the bookmark: %w", err)
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("sync %s: recording a page: %w", r.s.Name, err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-	if err := r.lt.upsert(ctx, tx, out.writes); err != nil {
-		return fmt.Errorf("sync %s: %w", r.s.Name, err)
-	}
-	if err := r.lt.markSkipped(ctx, tx, out.unchanged); err != nil {
-		return fmt.Errorf("sync %s: %w", r.s.Name, err)
-	}
-	q := r.e.q.WithTx(tx)
-	if out.intent != 0 {
-		if err := q.IntentDelete(ctx, out.intent); err != nil {
-			return fmt.Errorf("sync %s: clearing write intents: %w", r.s.Name, err)
-		}
-	}
-	if out.bookmark != nil {
-		if err := q.BookmarkSet(ctx, queries.BookmarkSetParams{Sync: r.s.Name, Value: *out.bookmark}); err != nil {
-			return fmt.Errorf("sync %s: saving the bookmark: %w", r.s.Name, err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("sync %s: recording a page: %w", r.s.Name, err)
 	}
 	if out.bookmark != nil {

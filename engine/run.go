@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/ferry-sync/ferry/engine/connector"
+	"github.com/ferry-sync/ferry/engine/internal/lease"
 	"github.com/ferry-sync/ferry/queries"
 	"github.com/ferry-sync/ferry/scripting"
 )
@@ -143,6 +144,7 @@ type runner struct {
 	static   map[string]any
 	finger   string
 	runID    int64
+	lease    *lease.Lease    // nil in dry runs
 	errRows  atomic.Int64    // run_errors written; the decider and the writer both add
 	hashBuf  []byte          // reused by hashOf, on the decider goroutine
 	byName   []string        // columns mapped by name when the sync has no mapping
@@ -158,19 +160,13 @@ func (r *runner) run(ctx context.Context) (runErr error) {
 	s := r.s
 	writes := !r.opts.DryRun
 	if writes {
-		lockConn, err := r.e.db.Acquire(ctx)
-		if err != nil {
-			return fmt.Errorf("sync %s: connecting to the warehouse: %w", s.Name, err)
+		var err error
+		what := "sync " + s.Name
+		if ctx, r.lease, err = r.e.claim(ctx, what, "sync:"+s.Name); err != nil {
+			return err
 		}
-		defer lockConn.Release()
-		var got bool
-		if err := lockConn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey(s.Name)).Scan(&got); err != nil {
-			return fmt.Errorf("sync %s: taking the run lock: %w", s.Name, err)
-		}
-		if !got {
-			return fmt.Errorf("sync %s: %w (another process holds its lock); wait for that run to finish", s.Name, ErrBusy)
-		}
-		defer lockConn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lockKey(s.Name)) //nolint:errcheck
+		defer r.lease.Release(ctx)
+		defer func() { runErr = lostClaim(ctx, what, runErr) }()
 	}
 
 	readConn, err := r.e.db.Acquire(ctx)
@@ -224,6 +220,9 @@ func (r *runner) run(ctx context.Context) (runErr error) {
 		}
 		r.runID = row.ID
 		r.res.RunID = row.ID
+		if err := r.lease.SetRun(ctx, row.ID); err != nil {
+			r.e.log.Warn("recording the run on its lease", "sync", s.Name, "err", err)
+		}
 		defer func() { r.finish(context.WithoutCancel(ctx), runErr) }()
 	}
 	if r.bookmark != nil {
@@ -329,15 +328,40 @@ func (r *runner) recoverIntents(ctx context.Context) error {
 	}
 	for _, in := range intents {
 		msg := fmt.Sprintf("run %d stopped while inserting this record (%s) and its outcome is unknown", ptrOr(in.RunID, 0), in.CreatedAt.Format(time.RFC3339))
-		if err := r.lt.markPending(ctx, r.e.db, in.SourceIds, msg); err != nil {
+		err := r.fenced(ctx, func(tx pgx.Tx) error {
+			if err := r.lt.markPending(ctx, tx, in.SourceIds, msg); err != nil {
+				return err
+			}
+			if err := r.e.q.WithTx(tx).IntentDelete(ctx, in.ID); err != nil {
+				return fmt.Errorf("clearing write intents: %w", err)
+			}
+			return nil
+		})
+		if err != nil {
 			return fmt.Errorf("sync %s: %w", r.s.Name, err)
-		}
-		if err := r.e.q.IntentDelete(ctx, in.ID); err != nil {
-			return fmt.Errorf("sync %s: clearing write intents: %w", r.s.Name, err)
 		}
 		r.e.log.Warn("a previous run died mid-write: its inserts are pending until reconciled", "sync", r.s.Name, "records", len(in.SourceIds))
 	}
 	return nil
+}
+
+// fenced runs fn in a transaction that commits only while this run still
+// holds its sync: a run that lost its claim records nothing.
+func (r *runner) fenced(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	tx, err := r.e.db.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	if r.lease != nil {
+		if err := r.lease.Fence(ctx, tx); err != nil {
+			return err
+		}
+	}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
 }
 
 func ptrOr[T any](p *T, def T) T {

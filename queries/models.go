@@ -15,6 +15,16 @@ type FerryBookmark struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
+type FerryLease struct {
+	Name       string    `json:"name"`
+	Holder     string    `json:"holder"`
+	Epoch      int64     `json:"epoch"`
+	RunID      *int64    `json:"run_id"`
+	AcquiredAt time.Time `json:"acquired_at"`
+	RenewedAt  time.Time `json:"renewed_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
+}
+
 type FerryRun struct {
 	ID             int64      `json:"id"`
 	Sync           string     `json:"sync"`

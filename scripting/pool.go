@@ -128,10 +128,9 @@ type worker struct {
 	stdin  *os.File
 	stdout *os.File
 	in     *bufio.Writer
-	out    *bufio.Reader
+	out    frameReader
 	stderr *tailBuffer
 	exited chan struct{}
-	rbuf   []byte
 	loaded map[string]bool
 	limit  int64
 }
@@ -162,7 +161,7 @@ func startWorker(ctx context.Context, opts PoolOptions) (*worker, error) {
 	}
 	w := &worker{
 		cmd: cmd, stdin: parentOut, stdout: parentIn,
-		in: bufio.NewWriterSize(parentOut, 64<<10), out: bufio.NewReaderSize(parentIn, 64<<10),
+		in: bufio.NewWriterSize(parentOut, 64<<10), out: frameReader{r: bufio.NewReaderSize(parentIn, 64<<10)},
 		stderr: stderr, exited: make(chan struct{}), loaded: map[string]bool{}, limit: opts.MemoryLimit,
 	}
 	go func() {
@@ -184,7 +183,9 @@ func startWorker(ctx context.Context, opts PoolOptions) (*worker, error) {
 	if err != nil {
 		return nil, w.failStart(err)
 	}
-	if msg := d.string(); msg != "" {
+	msg := d.string()
+	w.out.release(d)
+	if msg != "" {
 		_ = w.stop()
 		return nil, fmt.Errorf("start script worker: %s", msg)
 	}
@@ -206,17 +207,12 @@ func (w *worker) send(body []byte) error {
 	return w.in.Flush()
 }
 
-func (w *worker) read() (byte, *decoder, error) {
-	frame, err := readFrame(w.out, w.rbuf)
-	if err != nil {
-		return 0, nil, err
-	}
-	w.rbuf = frame[:0]
-	if len(frame) == 0 {
-		return 0, nil, errors.New("worker protocol: empty frame")
-	}
-	return frame[0], &decoder{buf: frame[1:]}, nil
-}
+// read reads the worker's next message; its decoder owns the frame until
+// released (see frameReader).
+func (w *worker) read() (byte, *decoder, error) { return w.out.read() }
+
+// release gives a message's frame back once it is decoded.
+func (w *worker) release(d *decoder) { w.out.release(d) }
 
 func (w *worker) kill() {
 	if w.cmd.Process != nil {

@@ -198,6 +198,7 @@ func (s *Script) ensureLoaded(ctx context.Context, w *worker) error {
 	if err != nil {
 		return s.loadDeath(ctx, w)
 	}
+	defer w.release(d)
 	if typ != msgLoaded {
 		return fmt.Errorf("%s: worker protocol: got message %d, want loaded", s.name, typ)
 	}
@@ -405,6 +406,7 @@ func (ss *session) run(ctx context.Context, req []byte) *crashInfo {
 			}
 			ss.done[i] = true
 		case msgDone:
+			ss.w.release(d)
 			return nil
 		case msgFatal:
 			i := d.int()
@@ -418,6 +420,9 @@ func (ss *session) run(ctx context.Context, req []byte) *crashInfo {
 		default:
 			return ss.protocolError(fmt.Errorf("unexpected message %d", typ))
 		}
+		// Every message is decoded in full before the next read (a host
+		// call's arguments before the Host runs), so its frame is free.
+		ss.w.release(d)
 	}
 }
 

@@ -209,6 +209,9 @@ var errShort = errors.New("worker protocol: message cut short")
 type decoder struct {
 	buf []byte
 	err error
+	// frame is the whole buffer buf reads from, when a frameReader lent
+	// it: release gives it back (see frameReader).
+	frame []byte
 }
 
 func (d *decoder) fail(err error) {
@@ -263,7 +266,8 @@ func (d *decoder) string() string {
 	return s
 }
 
-// bytes returns the next length-prefixed bytes, aliasing the frame.
+// bytes returns the next length-prefixed bytes, aliasing the frame: copy
+// what you keep, the frame is reused once its decoder is released.
 func (d *decoder) bytes() []byte {
 	n := d.uvarint()
 	if uint64(len(d.buf)) < n {
@@ -452,4 +456,44 @@ func readFrame(r io.Reader, buf []byte) ([]byte, error) {
 		return nil, err
 	}
 	return buf, nil
+}
+
+// frameReader reads the frames of one pipe. Each frame's decoder owns the
+// frame's buffer: a decoder may still be reading its frame when another
+// frame comes in (a worker decoding a page reads host replies between two
+// records), so no read may write into a buffer a decoder holds. A buffer
+// is reused only after release gives it back; a decoder never released
+// just leaves its buffer to the garbage collector.
+type frameReader struct {
+	r    io.Reader
+	free []byte // a buffer no decoder reads from, for the next frame
+}
+
+// read reads the next frame and returns its message type and a decoder
+// over the rest, which owns the frame until released.
+func (f *frameReader) read() (byte, *decoder, error) {
+	buf := f.free
+	f.free = nil
+	frame, err := readFrame(f.r, buf)
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(frame) == 0 {
+		return 0, nil, errors.New("worker protocol: empty frame")
+	}
+	return frame[0], &decoder{buf: frame[1:], frame: frame}, nil
+}
+
+// release gives d's frame back for reuse by a later read; d must not be
+// used after (it reads nothing more: its buffer is gone). Of two free
+// buffers the larger is kept, as readFrame keeps one buffer that only
+// grows.
+func (f *frameReader) release(d *decoder) {
+	if d == nil || d.frame == nil {
+		return
+	}
+	if cap(d.frame) > cap(f.free) {
+		f.free = d.frame[:0]
+	}
+	d.frame, d.buf = nil, nil
 }

@@ -35,7 +35,7 @@ var ErrWorkerStuck = errors.New("script worker: a call is stuck past its deadlin
 // never the parent.
 func ServeWorker(ctx context.Context, r io.Reader, w io.Writer) error {
 	s := &workerServer{
-		in:       bufio.NewReaderSize(r, 64<<10),
+		in:       frameReader{r: bufio.NewReaderSize(r, 64<<10)},
 		out:      &frameWriter{w: bufio.NewWriterSize(w, 64<<10)},
 		programs: map[string]*program{},
 		stuck:    make(chan struct{}),
@@ -83,9 +83,8 @@ func (f *frameWriter) send(body []byte, flush bool) error {
 }
 
 type workerServer struct {
-	in       *bufio.Reader
+	in       frameReader
 	out      *frameWriter
-	rbuf     []byte
 	programs map[string]*program
 
 	// The running call, for the watchdog: its index, its start in Unix
@@ -96,21 +95,9 @@ type workerServer struct {
 	stuck       chan struct{}
 }
 
-func (s *workerServer) read() (byte, *decoder, error) {
-	frame, err := readFrame(s.in, s.rbuf)
-	if err != nil {
-		return 0, nil, err
-	}
-	s.rbuf = frame[:0]
-	if len(frame) == 0 {
-		return 0, nil, errors.New("worker protocol: empty frame")
-	}
-	return frame[0], &decoder{buf: frame[1:]}, nil
-}
-
 func (s *workerServer) serve(ctx context.Context) error {
 	for {
-		typ, d, err := s.read()
+		typ, d, err := s.in.read()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
@@ -153,6 +140,9 @@ func (s *workerServer) serve(ctx context.Context) error {
 		default:
 			return fmt.Errorf("worker protocol: unexpected message %d", typ)
 		}
+		// Only now is the request's frame free: a batch decodes its page
+		// record by record, with host replies read in between.
+		s.in.release(d)
 	}
 }
 
@@ -315,6 +305,8 @@ type rpcHost struct {
 	err       error // a protocol failure: the worker must stop
 }
 
+// call sends a Host call to the parent and returns a decoder over its
+// reply; the caller decodes the reply and gives its frame back with done.
 func (h *rpcHost) call(method string, args ...any) (*decoder, error) {
 	if h.err != nil {
 		return nil, h.err
@@ -336,7 +328,9 @@ func (h *rpcHost) call(method string, args ...any) (*decoder, error) {
 		h.err = err
 		return nil, err
 	}
-	typ, d, err := h.s.read()
+	// The reply comes in a frame of its own: the request being served
+	// (a page of records) is still being decoded from the previous one.
+	typ, d, err := h.s.in.read()
 	if err == nil && typ != msgHostReply {
 		err = fmt.Errorf("worker protocol: got message %d, want a host reply", typ)
 	}
@@ -345,16 +339,22 @@ func (h *rpcHost) call(method string, args ...any) (*decoder, error) {
 		return nil, err
 	}
 	if failed := d.bool(); failed {
-		return nil, errors.New(d.string())
+		msg := d.string()
+		h.s.in.release(d)
+		return nil, errors.New(msg)
 	}
 	return d, nil
 }
+
+// done gives a host reply's frame back once its caller decoded it.
+func (h *rpcHost) done(d *decoder) { h.s.in.release(d) }
 
 func (h *rpcHost) Query(_ context.Context, sql string, args []any) ([]map[string]any, error) {
 	d, err := h.call(hostQuery, sql, args)
 	if err != nil {
 		return nil, err
 	}
+	defer h.done(d)
 	return decodeRows(d)
 }
 
@@ -363,6 +363,7 @@ func (h *rpcHost) Find(_ context.Context, connection, object string, match map[s
 	if err != nil {
 		return nil, err
 	}
+	defer h.done(d)
 	return decodeRows(d)
 }
 
@@ -371,6 +372,7 @@ func (h *rpcHost) Write(_ context.Context, w Write) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	defer h.done(d)
 	id := d.string()
 	return id, d.err
 }
@@ -380,6 +382,7 @@ func (h *rpcHost) Link(_ context.Context, sync, sourceID string) (string, bool, 
 	if err != nil {
 		return "", false, err
 	}
+	defer h.done(d)
 	id := d.string()
 	found := d.bool()
 	return id, found, d.err
@@ -390,13 +393,18 @@ func (h *rpcHost) GetState(context.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer h.done(d)
 	v := d.value(0)
 	return v, d.err
 }
 
 func (h *rpcHost) SetState(_ context.Context, value any) error {
-	_, err := h.call(hostSetState, value)
-	return err
+	d, err := h.call(hostSetState, value)
+	if err != nil {
+		return err
+	}
+	h.done(d)
+	return nil
 }
 
 // Log sends a printed line to the parent; lines of a transform travel with

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,4 +153,31 @@ func TestWatchdogReportsStuckCall(t *testing.T) {
 	require.Equal(t, string(KindTimeout), d.string())
 	require.Equal(t, "stopped after running longer than 1ms (inside one builtin call; the worker was restarted)", d.string())
 	require.NoError(t, d.err)
+}
+
+// A host reply read while the worker still decodes its page must not land
+// in the page's buffer: each reply here is larger than the records already
+// decoded, so it used to overwrite the rest of the page.
+func TestHostRepliesDoNotOverwriteThePage(t *testing.T) {
+	t.Parallel()
+	pool := newTestPool(t, PoolOptions{Workers: 1})
+	src := `
+def transform(source_record, target_record, pq, target_id=None):
+    company = pq.lookup("companies", vat=source_record["vat"])
+    target_record["note"] = company["note"]
+    return target_record
+`
+	s := compile(t, "companies.star", src, Options{Pool: pool})
+	host := &MemoryHost{Records: map[string][]map[string]any{}}
+	ins := make([]TransformInput, 100)
+	for i := range ins {
+		vat := fmt.Sprintf("BE%04d", i)
+		note := strings.Repeat(string(rune('a'+i%26)), 300)
+		host.Records["companies"] = append(host.Records["companies"], map[string]any{"id": fmt.Sprint(i), "vat": vat, "note": note})
+		ins[i] = TransformInput{SourceID: fmt.Sprint(i), Host: host, Source: map[string]any{"vat": vat}, Target: map[string]any{"vat": vat}}
+	}
+	for i, r := range s.TransformBatch(context.Background(), ins) {
+		require.NoError(t, r.Err, "record %d", i)
+		require.Equal(t, map[string]any{"vat": fmt.Sprintf("BE%04d", i), "note": strings.Repeat(string(rune('a'+i%26)), 300)}, r.Output.Payload, "record %d", i)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -343,12 +344,17 @@ func (c *cli) start(ctx context.Context) (*session, error) {
 
 // startWith starts an engine on a project and warehouse already open.
 func (c *cli) startWith(p *engine.Project, pool *pgxpool.Pool) (*session, error) {
+	ttl, err := leaseTTL()
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
 	scripts, err := scriptPool(p)
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	eng := engine.New(pool, p, engine.Options{Logger: c.log, ScriptPool: scripts})
+	eng := engine.New(pool, p, engine.Options{Logger: c.log, ScriptPool: scripts, LeaseTTL: ttl})
 	return &session{project: p, pool: pool, eng: eng, scripts: scripts}, nil
 }
 
@@ -389,4 +395,20 @@ func cmdExplain(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintf(c.stdout, "  payload it would send: %s\n", compactJSON(ex.Next.Payload))
 	}
 	return exitOK
+}
+
+// leaseTTLEnv sets how long a run's claim on its sync lasts unrenewed
+// (default 30s): a process paused longer loses the sync to the next run.
+const leaseTTLEnv = "FERRY_LEASE_TTL"
+
+func leaseTTL() (time.Duration, error) {
+	v := os.Getenv(leaseTTLEnv)
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 300*time.Millisecond {
+		return 0, usageError{fmt.Sprintf("%s=%q: give a duration of at least 300ms, like 30s", leaseTTLEnv, v)}
+	}
+	return d, nil
 }

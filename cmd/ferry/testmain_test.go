@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"os"
+	"os/signal"
+	"syscall"
 	"testing"
 
 	"github.com/ferry-sync/ferry/scripting"
@@ -15,6 +17,14 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == scripting.WorkerCommand {
 		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 	}
+	if len(os.Args) > 1 && os.Args[1] == cliCommand {
+		// A test that needs a real ferry process (to stop, continue or kill
+		// it) runs the test binary as the CLI.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := run(ctx, os.Args[2:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
 	if raceEnabled {
 		// The race detector's shadow memory counts against the workers'
 		// limit: give them room.
@@ -22,3 +32,6 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(m.Run())
 }
+
+// cliCommand makes the test binary run as the ferry CLI (see ferryProcess).
+const cliCommand = "__ferry-cli"

@@ -1,22 +1,26 @@
 package connector
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 )
 
 // Halt ends a call that writes changes concurrently at its first fatal
-// error (bad credentials): goroutines check Stopped before they start a
-// change, so nothing new is sent once one change has failed that way, and
-// the changes not sent stay undone. The zero value is ready to use.
+// error (bad credentials, or a gate that closed: see WithGate): goroutines
+// check Stopped before they start a change, so nothing new is sent once the
+// call is stopped, and the changes not sent stay undone. The zero value is
+// ready to use.
 type Halt struct {
 	stopped atomic.Bool
 	mu      sync.Mutex
-	err     *Error
+	err     error
 }
 
 // Stop records err, if it is the first, and stops the call.
-func (h *Halt) Stop(err *Error) {
+func (h *Halt) Stop(err *Error) { h.stop(err) }
+
+func (h *Halt) stop(err error) {
 	h.mu.Lock()
 	if h.err == nil {
 		h.err = err
@@ -25,11 +29,25 @@ func (h *Halt) Stop(err *Error) {
 	h.stopped.Store(true)
 }
 
+// Pass asks ctx's gate whether a write may be sent now. When it may not,
+// the call stops with the gate's error and Pass returns false: the caller
+// must not send, and reports the change as not done.
+func (h *Halt) Pass(ctx context.Context) bool {
+	if h.Stopped() {
+		return false
+	}
+	if err := CheckGate(ctx); err != nil {
+		h.stop(err)
+		return false
+	}
+	return true
+}
+
 // Stopped reports whether the call was stopped.
 func (h *Halt) Stopped() bool { return h.stopped.Load() }
 
 // Err returns the error that stopped the call, or nil.
-func (h *Halt) Err() *Error {
+func (h *Halt) Err() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.err

@@ -52,6 +52,11 @@ func (m *Memory) Write(ctx context.Context, object string, changes []connector.C
 		if err := ctx.Err(); err != nil {
 			return results, err
 		}
+		// Like every real kind, nothing is written once the run's gate is
+		// closed (it lost its claim on the sync).
+		if err := connector.CheckGate(ctx); err != nil {
+			return results, err
+		}
 		m.writes++
 		if m.Validate != nil {
 			if msg := m.Validate(object, c.Payload); msg != "" {

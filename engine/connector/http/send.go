@@ -26,6 +26,7 @@ type request struct {
 	query    url.Values
 	body     []byte
 	notFound bool // a 404 means the addressed record does not exist (updates)
+	write    bool // it may change the target: it must pass the call's gate
 }
 
 func (rq request) where() string { return rq.method + " " + rq.path }
@@ -51,7 +52,15 @@ func (t *Target) send(ctx context.Context, c *call, rq request) (response, *conn
 		if !ok {
 			return response{}, nil, false
 		}
-		resp, sent, err := t.roundTrip(ctx, rq)
+		if rq.write && !c.Pass(ctx) {
+			// Checked last, right before sending: the run's claim may have
+			// ended while this request waited for its turn.
+			if probing {
+				<-t.probe
+			}
+			return response{}, nil, false
+		}
+		resp, sent, err := t.roundTrip(ctx, c, rq)
 		t.learn(resp.status, err)
 		var wait time.Duration // for a 429: how long the connection pauses
 		if err == nil && resp.status == http.StatusTooManyRequests {
@@ -71,6 +80,8 @@ func (t *Target) send(ctx context.Context, c *call, rq request) (response, *conn
 
 		if err != nil {
 			switch {
+			case errors.Is(err, errGateClosed):
+				return response{}, nil, false
 			case ctx.Err() != nil && !sent:
 				return response{}, nil, false
 			case ctx.Err() != nil && rq.idempotent():
@@ -190,7 +201,7 @@ func (t *Target) learn(status int, err error) {
 
 // roundTrip makes one attempt. sent says the request was written to the
 // connection, so the target may have applied it even without a response.
-func (t *Target) roundTrip(ctx context.Context, rq request) (resp response, sent bool, err error) {
+func (t *Target) roundTrip(ctx context.Context, c *call, rq request) (resp response, sent bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, t.s.timeout)
 	defer cancel()
 	var wrote atomic.Bool // set on the transport's goroutine
@@ -206,12 +217,20 @@ func (t *Target) roundTrip(ctx context.Context, rq request) (resp response, sent
 		target += sep + rq.query.Encode()
 	}
 	var body io.Reader
+	var gated *gatedBody
 	if rq.body != nil {
 		body = bytes.NewReader(rq.body)
+		if rq.write {
+			gated = &gatedBody{ctx: ctx, c: c, r: body}
+			body = gated
+		}
 	}
 	req, err := http.NewRequestWithContext(ctx, rq.method, target, body)
 	if err != nil {
 		return response{}, false, fmt.Errorf("building the request: %w", err)
+	}
+	if rq.body != nil {
+		req.ContentLength = int64(len(rq.body))
 	}
 	if rq.body != nil {
 		req.Header = t.bodyHeader.Clone()
@@ -224,6 +243,10 @@ func (t *Target) roundTrip(ctx context.Context, rq request) (resp response, sent
 
 	res, err := t.client.Do(req)
 	if err != nil {
+		if gated != nil && gated.refused {
+			// Not a byte of the body left: the target has no whole request.
+			return response{}, false, errGateClosed
+		}
 		return response{}, wrote.Load(), err
 	}
 	defer res.Body.Close()
@@ -275,3 +298,29 @@ func (t *Target) waitPause(ctx context.Context) bool {
 		}
 	}
 }
+
+// gatedBody asks the call's gate once more when the transport starts
+// writing the body, the last moment before the target can apply the
+// request: a run that was paused between its turn and the send (a stopped
+// process) and lost its claim meanwhile aborts the request, and the target
+// never gets a whole one.
+type gatedBody struct {
+	ctx     context.Context
+	c       *call
+	r       io.Reader
+	passed  bool
+	refused bool
+}
+
+func (g *gatedBody) Read(p []byte) (int, error) {
+	if !g.passed {
+		if !g.c.Pass(g.ctx) {
+			g.refused = true
+			return 0, errGateClosed
+		}
+		g.passed = true
+	}
+	return g.r.Read(p)
+}
+
+var errGateClosed = errors.New("the write was stopped before it was sent")

@@ -161,7 +161,7 @@ func (t *Target) writeOne(ctx context.Context, c *call, obj object, ch connector
 	var rq request
 	switch ch.Op {
 	case connector.OpInsert:
-		rq = request{method: obj.insert.Method, path: obj.insert.Path}
+		rq = request{method: obj.insert.Method, path: obj.insert.Path, write: true}
 	case connector.OpUpdate:
 		if ch.TargetID == "" {
 			return rejected(obj.update.Method+" "+obj.update.Path, "an update needs a target id")
@@ -170,6 +170,7 @@ func (t *Target) writeOne(ctx context.Context, c *call, obj object, ch connector
 			method:   obj.update.Method,
 			path:     strings.ReplaceAll(obj.update.Path, "{id}", url.PathEscape(ch.TargetID)),
 			notFound: true,
+			write:    true,
 		}
 	default:
 		return rejected(objectName(obj), fmt.Sprintf("unknown operation %q", ch.Op))

@@ -158,7 +158,7 @@ func (t *Target) writeOne(ctx context.Context, c *call, ch connector.Change) con
 	}
 
 	for attempt := 0; ; attempt++ {
-		if c.Stopped() {
+		if !c.Pass(ctx) {
 			return connector.Result{}
 		}
 		id, sent, err := t.exec(ctx, sql, args)

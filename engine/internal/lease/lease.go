@@ -1,0 +1,232 @@
+// Package lease owns the claim a run holds on its sync (or a standalone
+// script): one run at a time across every process and replica that shares
+// the warehouse, with a fencing token.
+//
+// The one thing to know: holding a Lease is not enough to write. Every
+// commit of a run checks the lease's epoch in its own transaction (Fence),
+// and every request to a target is preceded by Valid, which fails once the
+// lease may have expired without being renewed. A run that was paused (a
+// stopped process, a long GC, a partition) and lost its claim therefore
+// writes nothing after the new holder took over.
+package lease
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ferry-sync/ferry/queries"
+)
+
+// DefaultTTL is how long a lease lasts without renewal. The holder renews
+// it every TTL/3, so a process that stops for longer loses it.
+const DefaultTTL = 30 * time.Second
+
+// ErrLost is the cause of a run's context once its lease is lost.
+var ErrLost = errors.New("this run lost its claim on the sync")
+
+// HeldError says who holds a lease another process asked for.
+type HeldError struct {
+	Name      string
+	Holder    string
+	RunID     int64 // 0 when the holder has not started its run row yet
+	ExpiresIn time.Duration
+}
+
+func (e *HeldError) Error() string {
+	msg := "held by " + e.Holder
+	if e.RunID != 0 {
+		msg += fmt.Sprintf(" (run %d)", e.RunID)
+	}
+	return msg + fmt.Sprintf(", renewed until %s from now", e.ExpiresIn.Round(time.Second))
+}
+
+// Holder names this process in leases: host, pid and a random part, so
+// that two processes never take each other for the same holder.
+func Holder() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// Lease is a claim on one name, renewed in the background while held.
+type Lease struct {
+	db     *pgxpool.Pool
+	q      *queries.Queries
+	name   string
+	holder string
+	epoch  int64
+	ttl    time.Duration
+
+	mu         sync.Mutex
+	validUntil time.Time // local, monotonic: conservative end of the claim
+	lost       error     // set once: why the claim is gone
+
+	stopBeat context.CancelFunc
+	beatDone chan struct{}
+}
+
+// Acquire takes the lease called name for holder, or returns a *HeldError
+// when a live holder has it. Acquire does not renew it: call Keep.
+func Acquire(ctx context.Context, db *pgxpool.Pool, name, holder string, ttl time.Duration) (*Lease, error) {
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
+	q := queries.New(db)
+	// The claim cannot end before the database's now() + ttl, and that now()
+	// is later than this moment: counting from here is on the safe side.
+	asked := time.Now()
+	row, err := q.LeaseAcquire(ctx, queries.LeaseAcquireParams{Name: name, Holder: holder, TtlSeconds: ttl.Seconds()})
+	if errors.Is(err, pgx.ErrNoRows) {
+		cur, gerr := q.LeaseGet(ctx, name)
+		if gerr != nil {
+			return nil, fmt.Errorf("lease %s is held, and reading who holds it failed: %w", name, gerr)
+		}
+		return nil, &HeldError{Name: name, Holder: cur.Holder, RunID: ptrOr(cur.RunID), ExpiresIn: cur.ExpiresAt.Sub(cur.DbNow)}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("taking lease %s: %w", name, err)
+	}
+	return &Lease{db: db, q: q, name: name, holder: holder, epoch: row.Epoch, ttl: ttl, validUntil: asked.Add(ttl)}, nil
+}
+
+func ptrOr(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// Epoch is the lease's fencing token.
+func (l *Lease) Epoch() int64 { return l.epoch }
+
+// Keep renews the lease every TTL/3 until Release, and returns a context
+// derived from ctx that is cancelled, with a cause wrapping ErrLost, as soon
+// as the lease is lost: another holder took it, or it could not be renewed
+// before it expired.
+func (l *Lease) Keep(ctx context.Context) context.Context {
+	runCtx, cancel := context.WithCancelCause(ctx)
+	beatCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	l.stopBeat = stop
+	l.beatDone = make(chan struct{})
+	go func() {
+		defer close(l.beatDone)
+		l.beat(beatCtx, func(err error) { cancel(err) })
+	}()
+	return runCtx
+}
+
+func (l *Lease) beat(ctx context.Context, lose func(error)) {
+	every := l.ttl / 3
+	timer := time.NewTimer(every)
+	defer timer.Stop()
+	for {
+		// Wake up at the next renewal, or when the claim runs out, whichever
+		// comes first: a renewal that keeps failing must not outlive it.
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		if err := l.Valid(); err != nil {
+			lose(err)
+			return
+		}
+		asked := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, every)
+		_, err := l.q.LeaseRenew(rctx, queries.LeaseRenewParams{Name: l.name, Epoch: l.epoch, TtlSeconds: l.ttl.Seconds()})
+		cancel()
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			l.setLost(fmt.Errorf("%w: another run took it over (lease %s, epoch %d)", ErrLost, l.name, l.epoch))
+			lose(l.Valid())
+			return
+		case err != nil:
+			if ctx.Err() != nil {
+				return
+			}
+			// The warehouse may be restarting: try again soon, while the
+			// claim still holds.
+			timer.Reset(min(time.Second, every))
+			continue
+		}
+		l.mu.Lock()
+		if l.lost == nil {
+			l.validUntil = asked.Add(l.ttl)
+		}
+		l.mu.Unlock()
+		timer.Reset(every)
+	}
+}
+
+func (l *Lease) setLost(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost == nil {
+		l.lost = err
+	}
+}
+
+// Valid reports whether the claim still holds, as far as this process can
+// tell without asking the database: nil until it may have expired. Check it
+// before every write to a target.
+func (l *Lease) Valid() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost != nil {
+		return l.lost
+	}
+	if time.Now().After(l.validUntil) {
+		l.lost = fmt.Errorf("%w: it was not renewed within %s (was the process paused, or the warehouse unreachable?)", ErrLost, l.ttl)
+		return l.lost
+	}
+	return nil
+}
+
+// Fence checks, inside tx, that the lease is still this holder's. Call it
+// first in every transaction that records a run's work: a new holder's
+// claim waits for tx, and once it has the lease, Fence fails. It also
+// bounds how long tx may sit idle (one TTL): a holder paused mid-commit
+// cannot keep the next holder waiting.
+func (l *Lease) Fence(ctx context.Context, tx pgx.Tx) error {
+	_, err := l.q.WithTx(tx).LeaseCheck(ctx, queries.LeaseCheckParams{Name: l.name, Epoch: l.epoch, IdleTimeoutMs: strconv.FormatInt(l.ttl.Milliseconds(), 10)})
+	if errors.Is(err, pgx.ErrNoRows) {
+		l.setLost(fmt.Errorf("%w: another run took it over (lease %s, epoch %d)", ErrLost, l.name, l.epoch))
+		return l.lost
+	}
+	if err != nil {
+		return fmt.Errorf("checking lease %s: %w", l.name, err)
+	}
+	return nil
+}
+
+// SetRun records which run holds the lease, for the message another
+// process gets when it finds the sync busy.
+func (l *Lease) SetRun(ctx context.Context, runID int64) error {
+	if _, err := l.q.LeaseSetRun(ctx, queries.LeaseSetRunParams{Name: l.name, Epoch: l.epoch, RunID: &runID}); err != nil {
+		return fmt.Errorf("recording the run on lease %s: %w", l.name, err)
+	}
+	return nil
+}
+
+// Release stops the renewals and gives the lease up, so the next run need
+// not wait for it to expire.
+func (l *Lease) Release(ctx context.Context) {
+	if l.stopBeat != nil {
+		l.stopBeat()
+		<-l.beatDone
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_ = l.q.LeaseRelease(ctx, queries.LeaseReleaseParams{Name: l.name, Epoch: l.epoch})
+}
