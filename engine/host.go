@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/ferry-sync/ferry/engine/connector"
 	"github.com/ferry-sync/ferry/engine/internal/lease"
@@ -90,40 +89,31 @@ func (h *host) Query(ctx context.Context, sql string, args []any) ([]map[string]
 		return nil, fmt.Errorf("pq query: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	rows, err := tx.Query(ctx, sql, args...)
+	m := tx.Conn().TypeMap()
+	rows, err := tx.Query(ctx, sql, append([]any{valueFormats(m)}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("pq query: %w", err)
 	}
-	return rowMaps(rows)
-}
-
-// rowMaps reads rows into record values (see values.go).
-func rowMaps(rows pgx.Rows) ([]map[string]any, error) {
 	defer rows.Close()
 	fields := rows.FieldDescriptions()
+	dec := newRowDecoder(m, fields)
 	var out []map[string]any
 	for rows.Next() {
-		vals, err := rows.Values()
-		if err != nil {
-			return nil, err
-		}
 		raw := rows.RawValues()
-		m := make(map[string]any, len(fields))
+		row := make(map[string]any, len(fields))
 		for i, f := range fields {
-			var v any
-			if (f.DataTypeOID == pgtype.JSONOID || f.DataTypeOID == pgtype.JSONBOID) && raw[i] != nil {
-				v, err = decodeJSON(raw[i])
-			} else {
-				v, err = normalize(f.DataTypeOID, vals[i])
-			}
+			v, err := dec.value(i, raw[i])
 			if err != nil {
-				return nil, fmt.Errorf("column %s: %w", f.Name, err)
+				return nil, fmt.Errorf("pq query: column %s: %w", f.Name, err)
 			}
-			m[f.Name] = v
+			row[f.Name] = v
 		}
-		out = append(out, m)
+		out = append(out, row)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pq query: %w", err)
+	}
+	return out, nil
 }
 
 // Find looks records up in a target.

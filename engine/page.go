@@ -123,6 +123,10 @@ func (r *runner) decide(ctx context.Context, dp *decidedPage) ([]*item, error) {
 			it.fail(DecideInvalid, "invalid", fmt.Sprintf("source id %s appears %d times in the scope; ids must be unique (a join that fans out?): fix the scope query", it.id, it.rec.n))
 			continue
 		}
+		if it.rec.bad != "" {
+			it.fail(DecideFail, "invalid", fmt.Sprintf("source id %s: %s; fix the value in the source or convert the column in the scope query (e.g. ::text)", it.id, it.rec.bad))
+			continue
+		}
 		it.mapped = r.mapRecord(it.rec)
 		if msg := r.resolve(it, parents); msg != "" {
 			it.fail(DecideFail, "dependency", msg)

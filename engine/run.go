@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/ferry-sync/ferry/engine/connector"
 	"github.com/ferry-sync/ferry/engine/internal/lease"
@@ -394,6 +393,7 @@ type record struct {
 	after  bool
 	values map[string]any
 	rels   []*string
+	bad    string // a value that could not be read: the record fails with it
 	// mayAdvance: read past the bookmark (not a retry), so the bookmark may
 	// move past it.
 	mayAdvance bool
@@ -402,48 +402,48 @@ type record struct {
 func (r *runner) fetch(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]*record, error) {
 	// The same FETCH text returns other columns for another sync, so pgx's
 	// statement cache must not remember its shape: describe it every time.
-	rows, err := tx.Query(ctx, sql, append([]any{pgx.QueryExecModeDescribeExec}, args...)...)
+	m := tx.Conn().TypeMap()
+	rows, err := tx.Query(ctx, sql, append([]any{pgx.QueryExecModeDescribeExec, valueFormats(m)}, args...)...)
 	if err != nil {
 		return nil, r.sc.explain(err, 0)
 	}
 	defer rows.Close()
 	fields := rows.FieldDescriptions()
+	dec := newRowDecoder(m, fields)
 	ncols := len(r.sc.columns)
 	var recs []*record
 	for rows.Next() {
-		vals, err := rows.Values()
-		if err != nil {
-			return nil, fmt.Errorf("sync %s: reading a scope row: %w", r.s.Name, err)
-		}
 		raw := rows.RawValues()
 		rec := &record{values: make(map[string]any, ncols), rels: make([]*string, len(r.sc.rels))}
 		for i := 0; i < ncols; i++ {
-			oid := fields[i].DataTypeOID
-			var v any
-			if (oid == pgtype.JSONOID || oid == pgtype.JSONBOID) && raw[i] != nil {
-				v, err = decodeJSON(raw[i])
-			} else {
-				v, err = normalize(oid, vals[i])
-			}
+			v, err := dec.value(i, raw[i])
 			if err != nil {
-				return nil, fmt.Errorf("sync %s: column %s: %w", r.s.Name, fields[i].Name, err)
+				// One value Ferry cannot read fails its record, not the run.
+				if rec.bad == "" {
+					rec.bad = fmt.Sprintf("column %s (%s): %v", fields[i].Name, r.sc.columns[i].Type, err)
+				}
+				continue
 			}
 			rec.values[fields[i].Name] = v
 		}
 		for i := ncols; i < len(fields); i++ {
+			v, err := dec.value(i, raw[i])
+			if err != nil {
+				return nil, fmt.Errorf("sync %s: reading a scope row: %s: %w", r.s.Name, fields[i].Name, err)
+			}
 			name := fields[i].Name
 			switch {
 			case name == "__ferry_id":
-				rec.id = textOrNil(vals[i])
+				rec.id = textOrNil(v)
 			case name == "__ferry_n":
-				rec.n, _ = vals[i].(int64)
+				rec.n, _ = v.(int64)
 			case name == "__ferry_bm":
-				rec.bm = textOrNil(vals[i])
+				rec.bm = textOrNil(v)
 			case name == "__ferry_after":
-				rec.after, _ = vals[i].(bool)
+				rec.after, _ = v.(bool)
 			case strings.HasPrefix(name, "__ferry_rel_"):
 				k, _ := strconv.Atoi(strings.TrimPrefix(name, "__ferry_rel_"))
-				rec.rels[k] = textOrNil(vals[i])
+				rec.rels[k] = textOrNil(v)
 			}
 		}
 		recs = append(recs, rec)

@@ -17,6 +17,19 @@ type Column struct {
 	Name string
 	OID  uint32
 	Type string // as format_type writes it: "bigint", "timestamp with time zone" …
+	read string // "": as it is; "json": to_json in the warehouse; "numeric": cast
+}
+
+// selectExpr reads column c of the scope (aliased s) under its own name.
+func (c Column) selectExpr() string {
+	col := "s." + quoteIdent(c.Name)
+	switch c.read {
+	case "json":
+		return "to_json(" + col + ") AS " + quoteIdent(c.Name)
+	case "numeric":
+		return "(" + col + ")::numeric AS " + quoteIdent(c.Name)
+	}
+	return col
 }
 
 // scope is a sync's scope query, described: its columns, and the id and
@@ -89,8 +102,20 @@ func describeScope(ctx context.Context, tx pgx.Tx, s *Sync) (*scope, error) {
 	for i, f := range desc.Fields {
 		oids[i], mods[i] = f.DataTypeOID, f.TypeModifier
 	}
-	var types []string
-	if err := tx.QueryRow(ctx, "SELECT array_agg(format_type(o, m) ORDER BY n) FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY AS t(o, m, n)", oids, mods).Scan(&types); err != nil {
+	// Each column's type name, and how it is read: composite values and
+	// arrays whose elements Ferry cannot read natively become JSON in the
+	// warehouse (nested objects and lists), money its exact numeric.
+	var types, reads []string
+	if err := tx.QueryRow(ctx, `
+		SELECT array_agg(format_type(u.o, u.m) ORDER BY u.n),
+		       array_agg(CASE
+		           WHEN t.typtype = 'c' THEN 'json'
+		           WHEN t.typcategory = 'A' AND (e.typtype = 'c' OR NOT (e.oid = ANY($3::oid[]))) THEN 'json'
+		           WHEN t.oid = 'money'::regtype THEN 'numeric'
+		           ELSE '' END ORDER BY u.n)
+		FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY AS u(o, m, n)
+		LEFT JOIN pg_type t ON t.oid = u.o
+		LEFT JOIN pg_type e ON e.oid = t.typelem`, oids, mods, arrayElemOIDs()).Scan(&types, &reads); err != nil {
 		return nil, fmt.Errorf("sync %s: naming the scope's column types: %w", s.Name, err)
 	}
 	seen := map[string]bool{}
@@ -103,7 +128,7 @@ func describeScope(ctx context.Context, tx pgx.Tx, s *Sync) (*scope, error) {
 		if strings.HasPrefix(f.Name, "__ferry_") {
 			return nil, &ScopeError{Sync: s.Name, File: s.File, Message: fmt.Sprintf("column %q uses the prefix __ferry_, which Ferry reserves", f.Name)}
 		}
-		sc.columns = append(sc.columns, Column{Name: f.Name, OID: f.DataTypeOID, Type: types[i]})
+		sc.columns = append(sc.columns, Column{Name: f.Name, OID: f.DataTypeOID, Type: types[i], read: reads[i]})
 	}
 	col, ok := sc.column(s.Source.IDColumn)
 	if !ok {
@@ -204,7 +229,11 @@ func (sc *scope) columnNames() string {
 // invalid).
 func (sc *scope) selectList(afterParam string) string {
 	var b strings.Builder
-	b.WriteString("s.*, (s.")
+	for _, c := range sc.columns {
+		b.WriteString(c.selectExpr())
+		b.WriteString(", ")
+	}
+	b.WriteString("(s.")
 	b.WriteString(quoteIdent(sc.id.Name))
 	b.WriteString(")::text AS __ferry_id, count(*) OVER (PARTITION BY s.")
 	b.WriteString(quoteIdent(sc.id.Name))

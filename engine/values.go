@@ -28,7 +28,13 @@ import (
 //	json/jsonb                map[string]any, []any, … with json.Number numbers
 //	arrays                    []any of the element values
 //	bytea                     []byte
-//	inet/cidr, time, interval string
+//	inet/cidr                 string
+//	money                     json.Number (in scopes, cast to numeric)
+//	composite types           map[string]any (in scopes, read as JSON)
+//	anything else             string: PostgreSQL's text form (interval,
+//	                          time, ranges, bit strings, xml, tsvector, enums …)
+//
+// rowvalues.go decides, per column, how a value is read.
 const (
 	timestampLayout = "2006-01-02T15:04:05.999999"
 	dateLayout      = "2006-01-02"
@@ -77,16 +83,6 @@ func normalizeValue(v any) (any, error) {
 		return x.String(), nil
 	case netip.Addr:
 		return x.String(), nil
-	case pgtype.Time, pgtype.Interval:
-		b, err := x.(interface{ MarshalJSON() ([]byte, error) }).MarshalJSON()
-		if err != nil {
-			return nil, err
-		}
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return string(b), nil
-		}
-		return s, nil
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, e := range x {
