@@ -31,6 +31,7 @@ const (
 	DefaultPageSize       = 1000
 	DefaultOverlap        = 5 * time.Minute
 	DefaultScopeTimeout   = 5 * time.Minute
+	DefaultReconcileEvery = 24 * time.Hour
 )
 
 // Sync is one object type flowing from a scope query to a target object. Its
@@ -72,6 +73,12 @@ type Source struct {
 	Overlap  Duration `json:"overlap,omitempty"`
 	Timeout  Duration `json:"timeout,omitempty"`
 	PageSize int      `json:"page_size,omitempty"`
+	// ReconcileEvery is how often an incremental sync reads its whole scope
+	// instead (rows that stay unchanged are compared in the warehouse and
+	// never leave it), to sync what incremental reads missed: rows committed
+	// with a stamp older than the bookmark minus the overlap. "0s" only on
+	// demand (ferry run --reconcile). Default 24h.
+	ReconcileEvery Duration `json:"reconcile_every,omitempty"`
 }
 
 // TargetRef names the connection and object a sync writes to.
@@ -141,6 +148,9 @@ func (s *Sync) applyDefaults() {
 	}
 	if s.Source.Timeout.Duration == 0 {
 		s.Source.Timeout.Duration = DefaultScopeTimeout
+	}
+	if !s.Source.ReconcileEvery.set {
+		s.Source.ReconcileEvery.Duration = DefaultReconcileEvery
 	}
 }
 

@@ -110,8 +110,16 @@ func (ex *Explanation) findings(s *Sync) []string {
 	if ex.Bookmark != "" && ex.Stamp != "" {
 		say("its %s is %s; the sync's bookmark is %s (runs read from the bookmark minus the %s overlap)", s.Source.BookmarkColumn, ex.Stamp, ex.Bookmark, s.Source.Overlap.Duration)
 	}
+	if n := ex.Next; n != nil && n.Behind && n.Decision != DecideUnchanged {
+		say("incremental runs do not read it: its %s is older than the bookmark minus the %s overlap; the next reconciling run reads it, or run `ferry run %s --reconcile` now",
+			s.Source.BookmarkColumn, s.Source.Overlap.Duration, s.Name)
+	}
 	if n := ex.Next; n != nil {
-		msg := fmt.Sprintf("a run now would: %s", n.Decision)
+		what := "a run now"
+		if n.Behind {
+			what = "a reconciling run"
+		}
+		msg := fmt.Sprintf("%s would: %s", what, n.Decision)
 		if n.Reason != "" {
 			msg += " (" + n.Reason + ")"
 		}

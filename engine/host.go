@@ -126,7 +126,11 @@ func (h *host) Find(ctx context.Context, connection, object string, match map[st
 	if !ok {
 		return nil, fmt.Errorf("connection %s cannot look records up (configure a lookup for %s)", name, h.object(object))
 	}
-	return finder.Find(ctx, h.object(object), match)
+	found, err := finder.Find(ctx, h.object(object), match)
+	if err != nil {
+		return nil, err
+	}
+	return connector.Matching(h.object(object), found, match)
 }
 
 // Write adds, updates or deletes one record. A write keyed by a source id is

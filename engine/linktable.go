@@ -17,7 +17,7 @@ const LinkSchema = "link_tables"
 const (
 	StatusSuccess = "success"
 	StatusError   = "error"
-	StatusSkipped = "skipped" // same hash as the last successful write, or skipped by the transform
+	StatusSkipped = "skipped" // skipped by the transform or the mode, with the reason in error
 	StatusMatched = "matched" // seeded by a user, or found by a lookup: update, never insert
 	StatusPending = "pending" // an insert whose outcome is not known yet
 )
@@ -37,6 +37,7 @@ type linkTable struct {
 	ident      string // quoted link_tables."<sync>"
 	sourceType string
 	targetType string
+	upToDate   bool // has every column this version writes
 }
 
 // LinkRow is one row of a link table.
@@ -61,27 +62,40 @@ func newLinkTable(sync, sourceType, targetType string) *linkTable {
 // with, or nil when it does not exist yet.
 func openLinkTable(ctx context.Context, db dbtx, sync string) (*linkTable, error) {
 	var src, tgt string
+	var upToDate bool
 	err := db.QueryRow(ctx, `
-		SELECT format_type(s.atttypid, s.atttypmod), format_type(t.atttypid, t.atttypmod)
+		SELECT format_type(s.atttypid, s.atttypmod), format_type(t.atttypid, t.atttypmod),
+		       EXISTS (SELECT 1 FROM pg_attribute r WHERE r.attrelid = s.attrelid AND r.attname = 'row_hash' AND NOT r.attisdropped)
 		FROM pg_attribute s JOIN pg_attribute t ON t.attrelid = s.attrelid
 		WHERE s.attrelid = to_regclass($1) AND s.attname = 'source_id' AND t.attname = 'target_id'`,
-		pgx.Identifier{LinkSchema, sync}.Sanitize()).Scan(&src, &tgt)
+		pgx.Identifier{LinkSchema, sync}.Sanitize()).Scan(&src, &tgt, &upToDate)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("looking up link table %s.%s: %w", LinkSchema, sync, err)
 	}
-	return newLinkTable(sync, src, tgt), nil
+	lt := newLinkTable(sync, src, tgt)
+	lt.upToDate = upToDate
+	return lt, nil
 }
 
 // ensureLinkTable creates the link table of sync when it does not exist, and
 // returns it (with the types it already has, if it existed).
 func ensureLinkTable(ctx context.Context, db dbtx, sync, sourceType, targetType string) (*linkTable, error) {
 	if lt, err := openLinkTable(ctx, db, sync); err != nil || lt != nil {
+		if lt != nil && !lt.upToDate {
+			// A link table made by an earlier version gets the columns added
+			// since (a catalog change only: no row is rewritten). Only then:
+			// ALTER TABLE waits for every reader of the table.
+			if _, err := db.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS row_hash text`, lt.ident)); err != nil {
+				return nil, fmt.Errorf("upgrading link table %s: %w", lt.ident, err)
+			}
+		}
 		return lt, err
 	}
 	lt := newLinkTable(sync, sourceType, targetType)
+	lt.upToDate = true
 	// Types come from format_type on the warehouse's own catalog, never from
 	// user text; the status default lets analysts seed rows with just
 	// (source_id, target_id).
@@ -92,6 +106,7 @@ CREATE TABLE IF NOT EXISTS %[2]s (
     status          text NOT NULL DEFAULT 'matched'
                     CHECK (status IN ('success', 'error', 'skipped', 'matched', 'pending')),
     hash            text,
+    row_hash        text,  -- the scope row as last written, hashed by the warehouse: unchanged rows stay there
     error           text,
     error_class     text,
     attempts        integer NOT NULL DEFAULT 0,
@@ -128,6 +143,7 @@ type linkState struct {
 	targetID string // "" when none
 	status   string
 	hash     string
+	rowHash  string
 }
 
 // fetch returns the link rows of ids, keyed by source id text.
@@ -137,7 +153,7 @@ func (lt *linkTable) fetch(ctx context.Context, db dbtx, ids []string) (map[stri
 		return out, nil
 	}
 	rows, err := db.Query(ctx, fmt.Sprintf(
-		`SELECT source_id::text, coalesce(target_id::text, ''), status, coalesce(hash, '') FROM %s WHERE source_id = ANY($1::text[]::%s[])`,
+		`SELECT source_id::text, coalesce(target_id::text, ''), status, coalesce(hash, ''), coalesce(row_hash, '') FROM %s WHERE source_id = ANY($1::text[]::%s[])`,
 		lt.ident, lt.sourceType), ids)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", lt.ident, err)
@@ -146,7 +162,7 @@ func (lt *linkTable) fetch(ctx context.Context, db dbtx, ids []string) (map[stri
 	for rows.Next() {
 		var id string
 		var st linkState
-		if err := rows.Scan(&id, &st.targetID, &st.status, &st.hash); err != nil {
+		if err := rows.Scan(&id, &st.targetID, &st.status, &st.hash, &st.rowHash); err != nil {
 			return nil, fmt.Errorf("reading %s: %w", lt.ident, err)
 		}
 		out[id] = st
@@ -180,13 +196,14 @@ func (lt *linkTable) targetIDs(ctx context.Context, db dbtx, ids []string) (map[
 	return out, rows.Err()
 }
 
-// retryIDs returns the ids whose rows are in error or pending: they are
-// read again on every run, whatever the bookmark.
+// retryIDs returns the ids whose rows are in error or pending, or seeded
+// (matched) and not written yet: they are read again on every run,
+// whatever the bookmark, until they succeed.
 func (lt *linkTable) retryIDs(ctx context.Context, db dbtx) ([]string, error) {
 	if lt == nil {
 		return nil, nil
 	}
-	rows, err := db.Query(ctx, fmt.Sprintf(`SELECT source_id::text FROM %s WHERE status IN ('error', 'pending') ORDER BY source_id`, lt.ident))
+	rows, err := db.Query(ctx, fmt.Sprintf(`SELECT source_id::text FROM %s WHERE status IN ('error', 'pending', 'matched') ORDER BY source_id`, lt.ident))
 	if err != nil {
 		return nil, fmt.Errorf("reading records to retry from %s: %w", lt.ident, err)
 	}
@@ -199,6 +216,7 @@ type linkWrite struct {
 	targetID   *string
 	status     string
 	hash       *string
+	rowHash    *string // the scope row's warehouse hash, with a successful write
 	errText    *string
 	errClass   *string
 	payload    map[string]any // the payload written; encoded by upsert, on the recorder
@@ -226,23 +244,24 @@ func (lt *linkTable) upsert(ctx context.Context, db dbtx, ws []linkWrite) error 
 		ws = kept
 	}
 	n := len(ws)
-	ids, tids, statuses, hashes, errs, classes, payloads := make([]string, n), make([]*string, n), make([]string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+	ids, tids, statuses, hashes, rowHashes, errs, classes, payloads := make([]string, n), make([]*string, n), make([]string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
 	synced, failed := make([]bool, n), make([]bool, n)
 	for i, w := range ws {
-		ids[i], tids[i], statuses[i], hashes[i], errs[i], classes[i], payloads[i] = w.sourceID, w.targetID, w.status, w.hash, w.errText, w.errClass, payloadJSON(w.payload)
+		ids[i], tids[i], statuses[i], hashes[i], rowHashes[i], errs[i], classes[i], payloads[i] = w.sourceID, w.targetID, w.status, w.hash, w.rowHash, w.errText, w.errClass, payloadJSON(w.payload)
 		synced[i], failed[i] = w.synced, w.failedOnce
 	}
 	sql := fmt.Sprintf(`
-INSERT INTO %[1]s AS l (source_id, target_id, status, hash, error, error_class, attempts, payload, first_synced_at, last_synced_at, updated_at)
-SELECT u.source_id::%[2]s, u.target_id::%[3]s, u.status, u.hash, u.error, u.error_class,
+INSERT INTO %[1]s AS l (source_id, target_id, status, hash, row_hash, error, error_class, attempts, payload, first_synced_at, last_synced_at, updated_at)
+SELECT u.source_id::%[2]s, u.target_id::%[3]s, u.status, u.hash, u.row_hash, u.error, u.error_class,
        CASE WHEN u.failed THEN 1 ELSE 0 END, u.payload::json,
        CASE WHEN u.synced THEN now() END, CASE WHEN u.synced THEN now() END, now()
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bool[], $9::bool[])
-     AS u(source_id, target_id, status, hash, error, error_class, payload, synced, failed)
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bool[], $10::bool[])
+     AS u(source_id, target_id, status, hash, row_hash, error, error_class, payload, synced, failed)
 ON CONFLICT (source_id) DO UPDATE SET
     target_id       = coalesce(EXCLUDED.target_id, l.target_id),
     status          = EXCLUDED.status,
     hash            = coalesce(EXCLUDED.hash, l.hash),
+    row_hash        = CASE WHEN EXCLUDED.status = 'success' THEN EXCLUDED.row_hash ELSE l.row_hash END,
     error           = EXCLUDED.error,
     error_class     = EXCLUDED.error_class,
     attempts        = CASE WHEN EXCLUDED.attempts > 0 THEN l.attempts + 1
@@ -251,7 +270,7 @@ ON CONFLICT (source_id) DO UPDATE SET
     first_synced_at = coalesce(l.first_synced_at, EXCLUDED.first_synced_at),
     last_synced_at  = coalesce(EXCLUDED.last_synced_at, l.last_synced_at),
     updated_at      = now()`, lt.ident, lt.sourceType, lt.targetType)
-	if _, err := db.Exec(ctx, sql, ids, tids, statuses, hashes, errs, classes, payloads, synced, failed); err != nil {
+	if _, err := db.Exec(ctx, sql, ids, tids, statuses, hashes, rowHashes, errs, classes, payloads, synced, failed); err != nil {
 		return fmt.Errorf("recording %d link rows in %s: %w", n, lt.ident, err)
 	}
 	return nil
@@ -310,18 +329,21 @@ WHERE l.target_id IS NULL`, lt.ident, lt.sourceType), ids, msg)
 	return nil
 }
 
-// markSkipped records that ids were found unchanged (same hash as their last
-// successful write): status skipped, no error. Their target id, hash and
-// times stay.
-func (lt *linkTable) markSkipped(ctx context.Context, db dbtx, ids []string) error {
+// markUnchanged records that records were found unchanged (same hash as
+// their last successful write) whose rows need it: the row's warehouse hash
+// moves on (so the warehouse skips the row next time), and a row left in
+// error by a failed update of a record that is back to what the target holds
+// is a success again. Their target id, hash and times stay.
+func (lt *linkTable) markUnchanged(ctx context.Context, db dbtx, ids, rowHashes []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
 	_, err := db.Exec(ctx, fmt.Sprintf(`
-UPDATE %s SET status = 'skipped', error = NULL, error_class = NULL, attempts = 0, updated_at = now()
-WHERE source_id = ANY($1::text[]::%s[]) AND status <> 'skipped'`, lt.ident, lt.sourceType), ids)
+UPDATE %s AS l SET status = 'success', error = NULL, error_class = NULL, attempts = 0, row_hash = u.row_hash, updated_at = now()
+FROM unnest($1::text[], $2::text[]) AS u(source_id, row_hash)
+WHERE l.source_id = u.source_id::%s`, lt.ident, lt.sourceType), ids, rowHashes)
 	if err != nil {
-		return fmt.Errorf("marking %d unchanged records skipped in %s: %w", len(ids), lt.ident, err)
+		return fmt.Errorf("recording %d unchanged records in %s: %w", len(ids), lt.ident, err)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,6 +34,7 @@ type item struct {
 // decidedPage is a page the decider stage has prepared for the writer.
 type decidedPage struct {
 	recs  []*record
+	tail  *string // a tail page: only moves the bookmark
 	items []*item
 	// Counted by the decider, added to the run's counts by the writer
 	// (which alone touches them).
@@ -42,8 +44,11 @@ type decidedPage struct {
 }
 
 // decidePage is the decider stage: it decides and transforms one page.
-func (r *runner) decidePage(ctx context.Context, recs []*record) *decidedPage {
-	dp := &decidedPage{recs: recs}
+func (r *runner) decidePage(ctx context.Context, pg *page) *decidedPage {
+	dp := &decidedPage{recs: pg.recs, tail: pg.tail}
+	if pg.tail != nil {
+		return dp
+	}
 	dp.items, dp.err = r.decide(ctx, dp)
 	if dp.err == nil {
 		dp.err = r.transform(ctx, dp.items)
@@ -58,6 +63,10 @@ func (r *runner) decidePage(ctx context.Context, recs []*record) *decidedPage {
 func (r *runner) finishPage(ctx context.Context, dp *decidedPage, rc *recorder) error {
 	if dp.err != nil {
 		return dp.err
+	}
+	if dp.tail != nil {
+		rc.submit(&pageOutcome{bookmark: dp.tail})
+		return nil
 	}
 	r.res.Counts.Read += int64(len(dp.recs))
 	r.res.Counts.Invalid += dp.nullIDs
@@ -220,7 +229,7 @@ func (r *runner) choose(ctx context.Context, it *item, dp *decidedPage) Decision
 	hasTarget := it.linked && it.link.targetID != ""
 	switch {
 	case it.linked && !hasTarget && it.link.status == StatusPending:
-		return r.reconcile(ctx, it, dp)
+		return r.settlePending(ctx, it, dp)
 	case hasTarget && it.link.hash != "" && it.link.hash == it.hash:
 		it.targetID = it.link.targetID
 		return DecideUnchanged
@@ -240,11 +249,11 @@ func (r *runner) choose(ctx context.Context, it *item, dp *decidedPage) Decision
 	}
 }
 
-// reconcile settles an insert whose outcome was lost (a crash, or an
+// settlePending settles an insert whose outcome was lost (a crash, or an
 // ambiguous timeout): look the record up in the target by target.match_on
 // when the target can; otherwise leave it pending rather than risk a
 // duplicate.
-func (r *runner) reconcile(ctx context.Context, it *item, dp *decidedPage) Decision {
+func (r *runner) settlePending(ctx context.Context, it *item, dp *decidedPage) Decision {
 	unknown := func(why string) Decision {
 		it.fail(DecideFail, "pending", fmt.Sprintf(
 			"an earlier insert of source id %s may or may not have reached the target%s; check %s for it, then set its row in link_tables.%s to target_id=<id>, status 'matched' (found) or status 'error' (absent: it is inserted again)%s",
@@ -265,6 +274,10 @@ func (r *runner) reconcile(ctx context.Context, it *item, dp *decidedPage) Decis
 	}
 	found, err := finder.Find(ctx, r.s.Target.Object, match)
 	dp.lookups++
+	if err == nil {
+		// Only a record whose fields equal the match is the one inserted.
+		found, err = connector.Matching(r.s.Target.Object, found, match)
+	}
 	if err != nil {
 		return unknown(fmt.Sprintf(" (looking it up failed: %v)", err))
 	}
@@ -275,8 +288,17 @@ func (r *runner) reconcile(ctx context.Context, it *item, dp *decidedPage) Decis
 		it.targetID = fmt.Sprint(found[0]["id"])
 		return DecideUpdate
 	default:
-		return unknown(fmt.Sprintf(" (%d target records match %v)", len(found), match))
+		return unknown(fmt.Sprintf(" (%d target records match %v: ids %s)", len(found), match, foundIDs(found)))
 	}
+}
+
+// foundIDs lists the ids of lookup results, for a message.
+func foundIDs(found []map[string]any) string {
+	ids := make([]string, 0, len(found))
+	for _, f := range found {
+		ids = append(ids, fmt.Sprint(f["id"]))
+	}
+	return strings.Join(ids, ", ")
 }
 
 func (r *runner) matchHint() string {
@@ -362,8 +384,9 @@ func (r *runner) write(ctx context.Context, items []*item) (*pageOutcome, error)
 	r.writeBack(ctx, sent, changes, results)
 	out.writes = r.linkWrites(items)
 	for _, it := range items {
-		if it.decision == DecideUnchanged && it.link.status != StatusSkipped {
+		if it.decision == DecideUnchanged && (it.link.status != StatusSuccess || it.link.rowHash != it.rec.rowHash) {
 			out.unchanged = append(out.unchanged, it.id)
+			out.unchangedHashes = append(out.unchangedHashes, it.rec.rowHash)
 		}
 	}
 	if callErr != nil {
@@ -401,8 +424,8 @@ func (r *runner) linkWrites(items []*item) []linkWrite {
 		switch it.decision {
 		case DecideInsert, DecideUpdate:
 			tid := it.targetID
-			h := it.hash
-			ws = append(ws, linkWrite{sourceID: it.id, targetID: &tid, status: StatusSuccess, hash: &h, payload: it.payload, synced: true})
+			h, rh := it.hash, it.rec.rowHash
+			ws = append(ws, linkWrite{sourceID: it.id, targetID: &tid, status: StatusSuccess, hash: &h, rowHash: &rh, payload: it.payload, synced: true})
 		case DecideUnchanged:
 			// Recorded by pageOutcome.unchanged.
 		case DecideSkip:
@@ -441,6 +464,11 @@ func (r *runner) report(items []*item) {
 			c.Inserted++
 		case DecideUpdate:
 			c.Updated++
+		}
+		if it.rec.behind && it.rec.mayAdvance && (it.decision == DecideInsert || it.decision == DecideUpdate) {
+			c.Caught++
+		}
+		switch it.decision {
 		case DecideUnchanged:
 			c.Unchanged++
 		case DecideSkip:
@@ -453,7 +481,7 @@ func (r *runner) report(items []*item) {
 		if r.opts.Samples > 0 && r.samples(it.decision) < r.opts.Samples {
 			r.res.Records = append(r.res.Records, RecordReport{
 				SourceID: it.id, Source: it.rec.values, Mapped: it.mapped, Payload: it.payload, Decision: it.decision,
-				TargetID: it.targetID, Reason: it.reason, Printed: it.printed, LinkState: it.link.status,
+				TargetID: it.targetID, Reason: it.reason, Printed: it.printed, LinkState: it.link.status, Behind: it.rec.behind,
 			})
 		}
 	}

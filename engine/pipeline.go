@@ -32,17 +32,18 @@ import (
 // pageOutcome is what the recorder commits for one page.
 type pageOutcome struct {
 	writes []linkWrite
-	// unchanged are the ids whose rows only change status to skipped:
-	// one cheap UPDATE instead of an upsert per row.
-	unchanged []string
-	intent    int64   // the page's write intent, deleted with the link rows
-	bookmark  *string // where the bookmark may move once the rows are in
+	// unchanged are the ids (and row hashes) of unchanged records whose
+	// link rows need their row hash or status brought up to date: one cheap
+	// UPDATE instead of an upsert per row.
+	unchanged, unchangedHashes []string
+	intent                     int64   // the page's write intent, deleted with the link rows
+	bookmark                   *string // where the bookmark may move once the rows are in
 }
 
 // stream runs the main read past the bookmark, then the records to retry.
 func (r *runner) stream(ctx context.Context, tx pgx.Tx) (err error) {
 	upstream, stopUpstream := context.WithCancel(ctx)
-	pages := make(chan []*record, 1)
+	pages := make(chan *page, 1)
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(pages)
@@ -51,9 +52,9 @@ func (r *runner) stream(ctx context.Context, tx pgx.Tx) (err error) {
 	decided := make(chan *decidedPage, 1)
 	go func() {
 		defer close(decided)
-		for recs := range pages {
+		for pg := range pages {
 			select {
-			case decided <- r.decidePage(upstream, recs):
+			case decided <- r.decidePage(upstream, pg):
 			case <-upstream.Done():
 				return
 			}
@@ -89,13 +90,21 @@ func (r *runner) stream(ctx context.Context, tx pgx.Tx) (err error) {
 	return nil
 }
 
+// page is what the reader hands over: a page of scope rows, or (tail) the
+// stamp the bookmark may move to once every page before it is recorded.
+type page struct {
+	recs []*record
+	tail *string
+}
+
 // readAll feeds pages to the processor: the scope past the bookmark through
-// a cursor, then the records whose link rows ask for a retry. Each page is
-// tagged by whether it may move the bookmark.
-func (r *runner) readAll(ctx context.Context, tx pgx.Tx, pages chan<- []*record) error {
-	send := func(recs []*record) error {
+// a cursor (rows the warehouse finds unchanged stay there), the stamp past
+// the last row read, then the records whose link rows ask for a retry. Each
+// page is tagged by whether it may move the bookmark.
+func (r *runner) readAll(ctx context.Context, tx pgx.Tx, pages chan<- *page) error {
+	send := func(pg *page) error {
 		select {
-		case pages <- recs:
+		case pages <- pg:
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
@@ -104,7 +113,7 @@ func (r *runner) readAll(ctx context.Context, tx pgx.Tx, pages chan<- []*record)
 	if r.opts.IDs != nil {
 		return r.readIDs(ctx, tx, r.opts.IDs, send)
 	}
-	sql, args := r.sc.readSQL(r.bookmark)
+	sql, args := r.sc.readSQL(r.bookmark, r.reconcile, r.plan)
 	if _, err := tx.Exec(ctx, "DECLARE "+cursorName+" NO SCROLL CURSOR FOR "+sql, append([]any{pgx.QueryExecModeDescribeExec}, args...)...); err != nil {
 		return r.sc.explain(err, 0)
 	}
@@ -123,8 +132,22 @@ func (r *runner) readAll(ctx context.Context, tx pgx.Tx, pages chan<- []*record)
 				delete(r.retry, *rec.id)
 			}
 		}
-		if err := send(recs); err != nil {
+		if err := send(&page{recs: recs}); err != nil {
 			return err
+		}
+	}
+	if r.sc.bookmark != nil && r.s.IsIncremental() && !r.opts.DryRun {
+		sql, args := r.sc.tailSQL(r.bookmark)
+		var tail string
+		err := tx.QueryRow(ctx, sql, args...).Scan(&tail)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return r.sc.explain(err, 0)
+		default:
+			if err := send(&page{tail: &tail}); err != nil {
+				return err
+			}
 		}
 	}
 	again := make([]string, 0, len(r.retry))
@@ -135,18 +158,19 @@ func (r *runner) readAll(ctx context.Context, tx pgx.Tx, pages chan<- []*record)
 }
 
 // readIDs reads the given source ids (records to retry, or ferry test's).
-func (r *runner) readIDs(ctx context.Context, tx pgx.Tx, ids []string, send func([]*record) error) error {
+func (r *runner) readIDs(ctx context.Context, tx pgx.Tx, ids []string, send func(*page) error) error {
 	size := r.s.Source.PageSize
 	for start := 0; start < len(ids); start += size {
 		chunk := ids[start:min(start+size, len(ids))]
-		recs, err := r.fetch(ctx, tx, r.sc.idsSQL(), chunk)
+		sql, args := r.sc.idsSQL(r.plan, r.bookmark)
+		recs, err := r.fetch(ctx, tx, sql, append([]any{chunk}, args...)...)
 		if err != nil {
 			return err
 		}
 		if len(recs) == 0 {
 			continue
 		}
-		if err := send(recs); err != nil {
+		if err := send(&page{recs: recs}); err != nil {
 			return err
 		}
 	}
@@ -222,7 +246,7 @@ func (r *runner) commit(ctx context.Context, out *pageOutcome) error {
 		if err := r.lt.upsert(ctx, tx, out.writes); err != nil {
 			return err
 		}
-		if err := r.lt.markSkipped(ctx, tx, out.unchanged); err != nil {
+		if err := r.lt.markUnchanged(ctx, tx, out.unchanged, out.unchangedHashes); err != nil {
 			return err
 		}
 		q := r.e.q.WithTx(tx)

@@ -28,8 +28,13 @@ type RunOptions struct {
 	// IDs limits the run to these source ids and leaves the bookmark alone
 	// (ferry test).
 	IDs []string
-	// Full reads the whole scope, ignoring the bookmark.
+	// Full reads the whole scope, ignoring the bookmark (rows the warehouse
+	// finds unchanged still stay there).
 	Full bool
+	// Reconcile reads the whole scope of an incremental sync and counts the
+	// records it syncs that incremental reads missed (Counts.Caught). Runs
+	// do it on their own every source.reconcile_every.
+	Reconcile bool
 	// Samples keeps this many example records per decision (plan, test).
 	Samples int
 	// Progress is called after every page.
@@ -55,6 +60,9 @@ type Counts struct {
 	TargetCalls int64 `json:"target_calls"`
 	Lookups     int64 `json:"lookups"`      // the transform's lookups in the target (pq), after the cache
 	WrittenBack int64 `json:"written_back"` // new target ids written back to the source application
+	// Caught counts the records a reconciling run wrote that incremental
+	// reads missed (stamped older than the bookmark minus the overlap).
+	Caught int64 `json:"caught,omitempty"`
 }
 
 // Run statuses.
@@ -88,12 +96,16 @@ type RecordReport struct {
 	Reason    string         `json:"reason,omitempty"`
 	Printed   []string       `json:"printed,omitempty"`
 	LinkState string         `json:"link_status,omitempty"`
+	// Behind: its stamp is older than the bookmark minus the overlap, so
+	// incremental runs do not read it (only reconciling ones).
+	Behind bool `json:"behind,omitempty"`
 }
 
 // RunResult is the outcome of a run.
 type RunResult struct {
 	RunID          int64          `json:"run_id,omitempty"`
 	Sync           string         `json:"sync"`
+	Reconcile      bool           `json:"reconcile,omitempty"` // the run read the whole scope to catch what incremental reads missed
 	Status         string         `json:"status"`
 	Counts         Counts         `json:"counts"`
 	BookmarkBefore string         `json:"bookmark_before,omitempty"`
@@ -133,23 +145,29 @@ type runner struct {
 	res     *RunResult
 	started time.Time
 
-	sc       *scope
-	lt       *linkTable
-	parents  []*linkTable
-	target   connector.Target
-	back     connector.Target // the write_back connection, if any
-	xf       *scripting.Script
-	host     *host
-	static   map[string]any
-	finger   string
-	runID    int64
-	lease    *lease.Lease    // nil in dry runs
-	errRows  atomic.Int64    // run_errors written; the decider and the writer both add
-	hashBuf  []byte          // reused by hashOf, on the decider goroutine
-	byName   []string        // columns mapped by name when the sync has no mapping
-	hashed   []string        // columns a transform sync's hash covers
-	retry    map[string]bool // owned by the reader goroutine
-	bookmark *string
+	sc      *scope
+	lt      *linkTable
+	parents []*linkTable
+	target  connector.Target
+	back    connector.Target // the write_back connection, if any
+	xf      *scripting.Script
+	host    *host
+	static  map[string]any
+	finger  string
+	runID   int64
+	// startedAt is the run row's start, by the database's clock.
+	startedAt time.Time
+	lease     *lease.Lease    // nil in dry runs
+	errRows   atomic.Int64    // run_errors written; the decider and the writer both add
+	hashBuf   []byte          // reused by hashOf, on the decider goroutine
+	byName    []string        // columns mapped by name when the sync has no mapping
+	hashed    []string        // columns a transform sync's hash covers
+	retry     map[string]bool // owned by the reader goroutine
+	plan      readPlan
+	// reconcile: this run reads the whole scope and syncs what incremental
+	// reads missed.
+	reconcile bool
+	bookmark  *string
 	// recordedBookmark is written by the recorder goroutine and read once it
 	// has stopped.
 	recordedBookmark string
@@ -201,6 +219,7 @@ func (r *runner) run(ctx context.Context) (runErr error) {
 	if err := r.prepare(ctx); err != nil {
 		return err
 	}
+	r.res.Reconcile = r.reconcile
 
 	if writes {
 		var before *string
@@ -213,12 +232,13 @@ func (r *runner) run(ctx context.Context) (runErr error) {
 		} else if n > 0 {
 			r.e.log.Warn("an earlier run of this sync was interrupted; marked failed", "sync", s.Name, "runs", n)
 		}
-		row, err := r.e.q.RunStart(ctx, queries.RunStartParams{Sync: s.Name, BookmarkBefore: before})
+		row, err := r.e.q.RunStart(ctx, queries.RunStartParams{Sync: s.Name, BookmarkBefore: before, Reconcile: r.reconcile})
 		if err != nil {
 			return fmt.Errorf("sync %s: recording the run: %w", s.Name, err)
 		}
 		r.runID = row.ID
 		r.res.RunID = row.ID
+		r.startedAt = row.StartedAt
 		if err := r.lease.SetRun(ctx, row.ID); err != nil {
 			r.e.log.Warn("recording the run on its lease", "sync", s.Name, "err", err)
 		}
@@ -233,7 +253,30 @@ func (r *runner) run(ctx context.Context) (runErr error) {
 	if r.recordedBookmark != "" {
 		r.res.BookmarkAfter = r.recordedBookmark
 	}
+	if err == nil && writes && r.res.Status != RunStopped {
+		err = r.noteWholeRead(ctx)
+	}
 	return err
+}
+
+// noteWholeRead remembers, after a run that read the whole scope of an
+// incremental sync, when that read started: the next reconciling read is
+// due reconcile_every later. It warns when a reconcile caught records.
+func (r *runner) noteWholeRead(ctx context.Context) error {
+	s := r.s
+	if !s.IsIncremental() || (r.bookmark != nil && !r.reconcile) || r.opts.IDs != nil {
+		return nil
+	}
+	if n := r.res.Counts.Caught; n > 0 {
+		r.e.log.Warn("a reconciling run synced records that incremental runs missed: they were committed with a stamp older than the bookmark minus the overlap; raise source.overlap, or fix how the ELT stamps rows",
+			"sync", s.Name, "records", n, "overlap", s.Source.Overlap.Duration)
+	}
+	return r.fenced(ctx, func(tx pgx.Tx) error {
+		if err := r.e.q.WithTx(tx).BookmarkSetReconciled(ctx, queries.BookmarkSetReconciledParams{Sync: s.Name, At: &r.startedAt}); err != nil {
+			return fmt.Errorf("sync %s: noting the reconciling read: %w", s.Name, err)
+		}
+		return nil
+	})
 }
 
 // prepare opens what a run needs besides the scope: the target, the link
@@ -283,6 +326,7 @@ func (r *runner) prepare(ctx context.Context) error {
 	}
 	r.finger = fingerprint(s)
 	r.byName, r.hashed = r.sc.derivedColumns(s)
+	r.plan = readPlan{link: r.lt, parents: r.parents, finger: r.finger, hashed: r.hashed}
 	if s.IsIncremental() && !r.opts.Full {
 		v, err := r.e.q.BookmarkGet(ctx, s.Name)
 		switch {
@@ -291,6 +335,11 @@ func (r *runner) prepare(ctx context.Context) error {
 			return fmt.Errorf("sync %s: reading the bookmark: %w", s.Name, err)
 		default:
 			r.bookmark = &v
+		}
+		if r.bookmark != nil && r.opts.IDs == nil {
+			if r.reconcile, err = r.reconcileDue(ctx); err != nil {
+				return err
+			}
 		}
 	}
 	if !r.opts.DryRun {
@@ -315,6 +364,24 @@ func (r *runner) prepare(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// reconcileDue says whether this run reads the whole scope to catch what
+// incremental reads missed: when asked, or reconcile_every after the last
+// read of the whole scope.
+func (r *runner) reconcileDue(ctx context.Context) (bool, error) {
+	if r.opts.Reconcile {
+		return true, nil
+	}
+	every := r.s.Source.ReconcileEvery.Duration
+	if every <= 0 || r.opts.DryRun {
+		return false, nil
+	}
+	row, err := r.e.q.BookmarkReconciledAt(ctx, r.s.Name)
+	if err != nil {
+		return false, fmt.Errorf("sync %s: reading when it last reconciled: %w", r.s.Name, err)
+	}
+	return row.ReconciledAt == nil || row.DbNow.Sub(*row.ReconciledAt) >= every, nil
 }
 
 // recoverIntents turns the write intents a dead run left behind into
@@ -394,6 +461,10 @@ type record struct {
 	values map[string]any
 	rels   []*string
 	bad    string // a value that could not be read: the record fails with it
+	// rowHash is the warehouse's hash of the row (see scope.rowHash).
+	rowHash string
+	// behind: a reconciling read found it behind the incremental range.
+	behind bool
 	// mayAdvance: read past the bookmark (not a retry), so the bookmark may
 	// move past it.
 	mayAdvance bool
@@ -441,6 +512,10 @@ func (r *runner) fetch(ctx context.Context, tx pgx.Tx, sql string, args ...any) 
 				rec.bm = textOrNil(v)
 			case name == "__ferry_after":
 				rec.after, _ = v.(bool)
+			case name == "__ferry_rh":
+				rec.rowHash, _ = v.(string)
+			case name == "__ferry_behind":
+				rec.behind, _ = v.(bool)
 			case strings.HasPrefix(name, "__ferry_rel_"):
 				k, _ := strconv.Atoi(strings.TrimPrefix(name, "__ferry_rel_"))
 				rec.rels[k] = textOrNil(v)
@@ -483,7 +558,7 @@ func (r *runner) finish(ctx context.Context, runErr error) {
 	err := r.e.q.RunFinish(ctx, queries.RunFinishParams{
 		ID: r.runID, Status: r.res.Status, Read: c.Read, Inserted: c.Inserted, Updated: c.Updated,
 		Unchanged: c.Unchanged, Skipped: c.Skipped, Invalid: c.Invalid, Failed: c.Failed,
-		TargetCalls: c.TargetCalls, Lookups: c.Lookups, BookmarkAfter: after, Error: msg,
+		TargetCalls: c.TargetCalls, Lookups: c.Lookups, Caught: c.Caught, BookmarkAfter: after, Error: msg,
 	})
 	if err != nil {
 		r.e.log.Error("recording the end of a run", "sync", r.s.Name, "run", r.runID, "err", err)

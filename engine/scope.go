@@ -253,35 +253,137 @@ func (sc *scope) selectList(afterParam string) string {
 	return b.String()
 }
 
-// readSQL builds the query of an incremental or full read. from, when set,
-// is the stored bookmark: rows from it minus the overlap are read.
-func (sc *scope) readSQL(from *string) (string, []any) {
+// readPlan is what a read needs besides the scope: the sync's link table
+// and its parents' (nil when they do not exist yet), and the configuration
+// fingerprint, for the row hash the warehouse computes.
+type readPlan struct {
+	link    *linkTable
+	parents []*linkTable // one per relation, in order; nil entries for parents not run yet
+	finger  string
+	hashed  []string // the columns the row hash covers
+}
+
+// rowHash is the warehouse's hash of a scope row: the columns that shape the
+// record (all but the bookmark and _sdc_ columns), the parents' target ids
+// its relations resolve to, and the sync's configuration fingerprint. A
+// link row records it with each successful write; a row whose hash is
+// unchanged need not leave the warehouse.
+func (sc *scope) rowHash(p readPlan) string {
+	parts := make([]string, 0, len(p.hashed)+len(p.parents))
+	for _, c := range p.hashed {
+		parts = append(parts, "s."+quoteIdent(c))
+	}
+	for i, plt := range p.parents {
+		if plt != nil {
+			parts = append(parts, fmt.Sprintf("__ferry_p%d.target_id", i))
+		} else {
+			parts = append(parts, "NULL::text")
+		}
+	}
+	return fmt.Sprintf("md5(ROW(%s)::text || %s)", strings.Join(parts, ", "), quoteLiteral(p.finger))
+}
+
+// from joins the scope with the link tables the row hash and the filter
+// need. Keys are cast to the link tables' source id types, so that their
+// primary keys serve the join.
+func (sc *scope) from(p readPlan, withLink bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "(\n%s\n) s", sc.sql)
+	if withLink && p.link != nil {
+		fmt.Fprintf(&b, " LEFT JOIN %s __ferry_l ON __ferry_l.source_id = (s.%s)::%s", p.link.ident, quoteIdent(sc.id.Name), p.link.sourceType)
+	}
+	for i, plt := range p.parents {
+		if plt != nil {
+			fmt.Fprintf(&b, " LEFT JOIN %s __ferry_p%d ON __ferry_p%d.source_id = (s.%s)::%s", plt.ident, i, i, quoteIdent(sc.rels[i].Name), plt.sourceType)
+		}
+	}
+	return b.String()
+}
+
+// readSQL builds the query of an incremental, full or reconciling read.
+// from, when set, is the stored bookmark: rows from it minus the overlap
+// are read, and rows whose stamp is NULL, every time (they have no place
+// in the order of stamps). reconcile reads the whole scope and flags the
+// rows an incremental read would not have read. Either way, rows whose link
+// row is a success with the same row hash stay in the warehouse: only what
+// is new, changed, failed or never written comes back.
+func (sc *scope) readSQL(from *string, reconcile bool, p readPlan) (string, []any) {
 	var args []any
-	where := ""
+	var where []string
 	order := "s." + quoteIdent(sc.id.Name)
-	after := ""
+	outerOrder := "q." + quoteIdent(sc.id.Name)
+	after, behind := "", ""
 	if sc.bookmark != nil {
 		bm := "s." + quoteIdent(sc.bookmark.Name)
 		order = bm + ", " + order
+		outerOrder = "q." + quoteIdent(sc.bookmark.Name) + ", " + outerOrder
 		if from != nil {
-			args = append(args, *from)
+			var start string
+			start, args = sc.start(from, 1)
 			after = "$1"
-			start := fmt.Sprintf("$1::text::%s", sc.bookmark.Type)
-			if ov := sc.sync.Source.Overlap.Duration; ov > 0 && isTimeType(sc.bookmark.OID) {
-				args = append(args, ov.String())
-				start = fmt.Sprintf("(%s - $2::text::interval)", start)
+			if reconcile {
+				behind = fmt.Sprintf("%s < %s", bm, start)
+			} else {
+				where = append(where, fmt.Sprintf("(%s >= %s OR %s IS NULL)", bm, start, bm))
 			}
-			where = fmt.Sprintf("WHERE %s >= %s", bm, start)
 		}
 	}
-	return fmt.Sprintf("SELECT %s FROM (\n%s\n) s %s ORDER BY %s", sc.selectList(after), sc.sql, where, order), args
+	list := sc.selectList(after) + ", " + sc.rowHash(p) + " AS __ferry_rh"
+	if behind != "" {
+		list += ", coalesce(" + behind + ", false) AS __ferry_behind"
+	}
+	cond := ""
+	if len(where) > 0 {
+		cond = "WHERE " + strings.Join(where, " AND ")
+	}
+	if p.link == nil {
+		return fmt.Sprintf("SELECT %s FROM %s %s ORDER BY %s", list, sc.from(p, false), cond, order), args
+	}
+	// The inner query computes each row's hash once (OFFSET 0 keeps the
+	// planner from copying the expression into the filter); its order
+	// carries through the filter.
+	list += ", __ferry_l.status AS __ferry_ls, __ferry_l.row_hash AS __ferry_lrh"
+	return fmt.Sprintf(`SELECT * FROM (SELECT %s FROM %s %s ORDER BY %s OFFSET 0) q
+WHERE q.__ferry_ls IS DISTINCT FROM 'success' OR q.__ferry_lrh IS DISTINCT FROM q.__ferry_rh
+ORDER BY %s`, list, sc.from(p, true), cond, order, outerOrder), args
+}
+
+// start is where an incremental read starts: the stored bookmark from
+// minus the overlap, as an expression over parameters numbered from n.
+func (sc *scope) start(from *string, n int) (string, []any) {
+	args := []any{*from}
+	start := fmt.Sprintf("$%d::text::%s", n, sc.bookmark.Type)
+	if ov := sc.sync.Source.Overlap.Duration; ov > 0 && isTimeType(sc.bookmark.OID) {
+		args = append(args, ov.String())
+		start = fmt.Sprintf("(%s - $%d::text::interval)", start, n+1)
+	}
+	return start, args
+}
+
+// tailSQL finds the highest stamp past the stored bookmark, read once the
+// cursor is done: when the last rows stayed in the warehouse (unchanged),
+// the bookmark still moves past them.
+func (sc *scope) tailSQL(from *string) (string, []any) {
+	bm := "s." + quoteIdent(sc.bookmark.Name)
+	if from == nil {
+		return fmt.Sprintf("SELECT (%s)::text FROM (\n%s\n) s WHERE %s IS NOT NULL ORDER BY %s DESC LIMIT 1", bm, sc.sql, bm, bm), nil
+	}
+	return fmt.Sprintf("SELECT (%s)::text FROM (\n%s\n) s WHERE %s > $1::text::%s ORDER BY %s DESC LIMIT 1", bm, sc.sql, bm, sc.bookmark.Type, bm), []any{*from}
 }
 
 // idsSQL builds the query that reads given source ids (retries, tests).
-func (sc *scope) idsSQL() string {
+// With a stored bookmark, it flags the rows incremental reads do not reach.
+func (sc *scope) idsSQL(p readPlan, from *string) (string, []any) {
 	id := "s." + quoteIdent(sc.id.Name)
-	return fmt.Sprintf("SELECT %s FROM (\n%s\n) s WHERE %s = ANY($1::text[]::%s[]) ORDER BY %s",
-		sc.selectList(""), sc.sql, id, sc.id.Type, id)
+	list := sc.selectList("") + ", " + sc.rowHash(p) + " AS __ferry_rh"
+	var args []any
+	if from != nil && sc.bookmark != nil {
+		var start string
+		start, args = sc.start(from, 2)
+		list += fmt.Sprintf(", coalesce(s.%s < %s, false) AS __ferry_behind", quoteIdent(sc.bookmark.Name), start)
+	}
+	return fmt.Sprintf("SELECT %s FROM %s WHERE %s = ANY($1::text[]::%s[]) ORDER BY %s",
+		list, sc.from(p, false), id, sc.id.Type, id), args
 }
 
 // explain turns a PostgreSQL error about the wrapped scope query into a

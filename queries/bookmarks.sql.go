@@ -7,6 +7,7 @@ package queries
 
 import (
 	"context"
+	"time"
 )
 
 const bookmarkDelete = `-- name: BookmarkDelete :execrows
@@ -32,6 +33,24 @@ func (q *Queries) BookmarkGet(ctx context.Context, sync string) (string, error) 
 	return value, err
 }
 
+const bookmarkReconciledAt = `-- name: BookmarkReconciledAt :one
+SELECT reconciled_at, now()::timestamptz AS db_now FROM ferry.bookmarks WHERE sync = $1
+`
+
+type BookmarkReconciledAtRow struct {
+	ReconciledAt *time.Time `json:"reconciled_at"`
+	DbNow        time.Time  `json:"db_now"`
+}
+
+// When the sync last read its whole scope (NULL: never since it started
+// keeping the time), and the database's now, one clock for every replica.
+func (q *Queries) BookmarkReconciledAt(ctx context.Context, sync string) (BookmarkReconciledAtRow, error) {
+	row := q.db.QueryRow(ctx, bookmarkReconciledAt, sync)
+	var i BookmarkReconciledAtRow
+	err := row.Scan(&i.ReconciledAt, &i.DbNow)
+	return i, err
+}
+
 const bookmarkSet = `-- name: BookmarkSet :exec
 INSERT INTO ferry.bookmarks (sync, value, updated_at)
 VALUES ($1, $2, now())
@@ -45,5 +64,20 @@ type BookmarkSetParams struct {
 
 func (q *Queries) BookmarkSet(ctx context.Context, arg BookmarkSetParams) error {
 	_, err := q.db.Exec(ctx, bookmarkSet, arg.Sync, arg.Value)
+	return err
+}
+
+const bookmarkSetReconciled = `-- name: BookmarkSetReconciled :exec
+UPDATE ferry.bookmarks SET reconciled_at = $1 WHERE sync = $2
+`
+
+type BookmarkSetReconciledParams struct {
+	At   *time.Time `json:"at"`
+	Sync string     `json:"sync"`
+}
+
+// Notes that a read of the whole scope started at @at finished.
+func (q *Queries) BookmarkSetReconciled(ctx context.Context, arg BookmarkSetReconciledParams) error {
+	_, err := q.db.Exec(ctx, bookmarkSetReconciled, arg.At, arg.Sync)
 	return err
 }

@@ -10,9 +10,10 @@ import (
 )
 
 type FerryBookmark struct {
-	Sync      string    `json:"sync"`
-	Value     string    `json:"value"`
-	UpdatedAt time.Time `json:"updated_at"`
+	Sync         string     `json:"sync"`
+	Value        string     `json:"value"`
+	UpdatedAt    time.Time  `json:"updated_at"`
+	ReconciledAt *time.Time `json:"reconciled_at"`
 }
 
 type FerryLease struct {
@@ -43,6 +44,8 @@ type FerryRun struct {
 	BookmarkAfter  *string    `json:"bookmark_after"`
 	Error          *string    `json:"error"`
 	Lookups        int64      `json:"lookups"`
+	Reconcile      bool       `json:"reconcile"`
+	Caught         int64      `json:"caught"`
 }
 
 type FerryRunError struct {

@@ -99,9 +99,10 @@ UPDATE ferry.runs SET
     failed = $8,
     target_calls = $9,
     lookups = $10,
-    bookmark_after = $11,
-    error = $12
-WHERE id = $13
+    caught = $11,
+    bookmark_after = $12,
+    error = $13
+WHERE id = $14
 `
 
 type RunFinishParams struct {
@@ -115,6 +116,7 @@ type RunFinishParams struct {
 	Failed        int64   `json:"failed"`
 	TargetCalls   int64   `json:"target_calls"`
 	Lookups       int64   `json:"lookups"`
+	Caught        int64   `json:"caught"`
 	BookmarkAfter *string `json:"bookmark_after"`
 	Error         *string `json:"error"`
 	ID            int64   `json:"id"`
@@ -132,6 +134,7 @@ func (q *Queries) RunFinish(ctx context.Context, arg RunFinishParams) error {
 		arg.Failed,
 		arg.TargetCalls,
 		arg.Lookups,
+		arg.Caught,
 		arg.BookmarkAfter,
 		arg.Error,
 		arg.ID,
@@ -140,7 +143,7 @@ func (q *Queries) RunFinish(ctx context.Context, arg RunFinishParams) error {
 }
 
 const runGet = `-- name: RunGet :one
-SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups FROM ferry.runs WHERE id = $1
+SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught FROM ferry.runs WHERE id = $1
 `
 
 func (q *Queries) RunGet(ctx context.Context, id int64) (FerryRun, error) {
@@ -164,12 +167,14 @@ func (q *Queries) RunGet(ctx context.Context, id int64) (FerryRun, error) {
 		&i.BookmarkAfter,
 		&i.Error,
 		&i.Lookups,
+		&i.Reconcile,
+		&i.Caught,
 	)
 	return i, err
 }
 
 const runListBySync = `-- name: RunListBySync :many
-SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups FROM ferry.runs WHERE sync = $1 ORDER BY started_at DESC, id DESC LIMIT $2
+SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught FROM ferry.runs WHERE sync = $1 ORDER BY started_at DESC, id DESC LIMIT $2
 `
 
 type RunListBySyncParams struct {
@@ -204,6 +209,8 @@ func (q *Queries) RunListBySync(ctx context.Context, arg RunListBySyncParams) ([
 			&i.BookmarkAfter,
 			&i.Error,
 			&i.Lookups,
+			&i.Reconcile,
+			&i.Caught,
 		); err != nil {
 			return nil, err
 		}
@@ -216,14 +223,15 @@ func (q *Queries) RunListBySync(ctx context.Context, arg RunListBySyncParams) ([
 }
 
 const runStart = `-- name: RunStart :one
-INSERT INTO ferry.runs (sync, bookmark_before)
-VALUES ($1, $2)
+INSERT INTO ferry.runs (sync, bookmark_before, reconcile)
+VALUES ($1, $2, $3)
 RETURNING id, started_at
 `
 
 type RunStartParams struct {
 	Sync           string  `json:"sync"`
 	BookmarkBefore *string `json:"bookmark_before"`
+	Reconcile      bool    `json:"reconcile"`
 }
 
 type RunStartRow struct {
@@ -232,7 +240,7 @@ type RunStartRow struct {
 }
 
 func (q *Queries) RunStart(ctx context.Context, arg RunStartParams) (RunStartRow, error) {
-	row := q.db.QueryRow(ctx, runStart, arg.Sync, arg.BookmarkBefore)
+	row := q.db.QueryRow(ctx, runStart, arg.Sync, arg.BookmarkBefore, arg.Reconcile)
 	var i RunStartRow
 	err := row.Scan(&i.ID, &i.StartedAt)
 	return i, err

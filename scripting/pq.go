@@ -203,9 +203,15 @@ func (p *pqModule) lookup(_ *starlark.Thread, b *starlark.Builtin, args starlark
 	return firstRow(b.Name(), rows)
 }
 
+// firstRow returns the one record a lookup found, None for none, and an
+// error when several match: picking one would link the record to a target
+// record chosen at random.
 func firstRow(fn string, rows []map[string]any) (starlark.Value, error) {
 	if len(rows) == 0 {
 		return starlark.None, nil
+	}
+	if len(rows) > 1 {
+		return nil, ambiguous(fn, rows)
 	}
 	d, err := dictFromMap(rows[0], "record", nil)
 	if err != nil {
@@ -529,6 +535,9 @@ func (cn *connection) upsert(_ *starlark.Thread, b *starlark.Builtin, args starl
 		if err != nil {
 			return nil, err
 		}
+		if len(rows) > 1 {
+			return nil, ambiguous(b.Name(), rows)
+		}
 		if len(rows) > 0 {
 			id, ok := rows[0]["id"]
 			if !ok || id == nil {
@@ -589,4 +598,14 @@ func (cn *connection) find(_ *starlark.Thread, b *starlark.Builtin, args starlar
 		return nil, err
 	}
 	return rowsValue(b.Name(), rows)
+}
+
+// ambiguous says that a lookup that must find at most one record found
+// several, listing them.
+func ambiguous(fn string, rows []map[string]any) error {
+	ids := make([]string, 0, len(rows))
+	for _, r := range rows {
+		ids = append(ids, fmt.Sprint(r["id"]))
+	}
+	return fmt.Errorf("%s: %d records match (ids %s): the lookup is ambiguous; match on more fields, or use find() to get them all", fn, len(rows), strings.Join(ids, ", "))
 }

@@ -68,6 +68,15 @@ type IDTyper interface {
 	IDType(ctx context.Context, object string) (string, error)
 }
 
+// SecretHolder is the optional capability to say which secrets a target
+// holds (tokens, passwords, connection URLs with a password), as their raw
+// values, so that the engine can redact them (NewRedactor) from everything
+// it stores or prints: link rows, runs, logs. The kinds redact their own
+// errors too; this covers what reaches the engine by other paths.
+type SecretHolder interface {
+	Secrets() []string
+}
+
 // Class tells the engine what to do with a failed change.
 type Class string
 

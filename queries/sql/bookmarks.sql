@@ -8,3 +8,12 @@ ON CONFLICT (sync) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.u
 
 -- name: BookmarkDelete :execrows
 DELETE FROM ferry.bookmarks WHERE sync = @sync;
+
+-- name: BookmarkReconciledAt :one
+-- When the sync last read its whole scope (NULL: never since it started
+-- keeping the time), and the database's now, one clock for every replica.
+SELECT reconciled_at, now()::timestamptz AS db_now FROM ferry.bookmarks WHERE sync = @sync;
+
+-- name: BookmarkSetReconciled :exec
+-- Notes that a read of the whole scope started at @at finished.
+UPDATE ferry.bookmarks SET reconciled_at = @at WHERE sync = @sync;

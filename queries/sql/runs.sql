@@ -1,6 +1,6 @@
 -- name: RunStart :one
-INSERT INTO ferry.runs (sync, bookmark_before)
-VALUES (@sync, sqlc.narg('bookmark_before'))
+INSERT INTO ferry.runs (sync, bookmark_before, reconcile)
+VALUES (@sync, sqlc.narg('bookmark_before'), @reconcile)
 RETURNING id, started_at;
 
 -- name: RunFinish :exec
@@ -16,6 +16,7 @@ UPDATE ferry.runs SET
     failed = @failed,
     target_calls = @target_calls,
     lookups = @lookups,
+    caught = @caught,
     bookmark_after = sqlc.narg('bookmark_after'),
     error = sqlc.narg('error')
 WHERE id = @id;

@@ -2,7 +2,8 @@
 // that the engine can rely on the same behaviour from all of them: ids on
 // insert, exact values stored, updates in place, NotFound, one bad record
 // rejected alone, results in input order, prompt cancellation, auth failures
-// that stop the call, and lookups.
+// that stop the call, lookups, and errors that never quote the target's
+// secrets.
 //
 // The suite asserts what the target really holds (through Env.Read and
 // Env.Count), not only what Write returns. A kind's test calls Run with a
@@ -21,11 +22,16 @@ package conformance
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -103,6 +109,7 @@ func Run(t *testing.T, h Harness) {
 		{"AuthFailureStopsTheCall", testAuth},
 		{"FinderFindsByField", testFinder},
 		{"IDTyper", testIDTyper},
+		{"SecretsStayOutOfErrors", testSecrets},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -317,6 +324,118 @@ func testIDTyper(t *testing.T, env Env) {
 	typ, err := typer.IDType(context.Background(), env.Object)
 	require.NoError(t, err)
 	require.NotEmpty(t, typ)
+}
+
+// testSecrets makes a kind that holds secrets (SecretHolder) fail with them
+// in hand, the way targets quote back what they refuse: records whose unique
+// email is a secret, sent twice, and updates addressed to a secret as the
+// id. No error text may hold a secret.
+func testSecrets(t *testing.T, env Env) {
+	holder, ok := env.Target.(connector.SecretHolder)
+	if !ok {
+		t.Skip("the kind does not implement SecretHolder")
+	}
+	secrets := redactable(holder.Secrets())
+	if len(secrets) == 0 {
+		t.Skip("the target holds no secret (none long enough to redact)")
+	}
+	ctx := context.Background()
+	var changes []connector.Change
+	for i, secret := range secrets {
+		rec := env.Valid(300 + i)
+		rec["email"] = secret
+		changes = append(changes,
+			connector.Change{Op: connector.OpInsert, SourceID: fmt.Sprintf("first-%d", i), Payload: rec},
+			connector.Change{Op: connector.OpInsert, SourceID: fmt.Sprintf("again-%d", i), Payload: maps.Clone(rec)},
+			connector.Change{Op: connector.OpUpdate, SourceID: fmt.Sprintf("update-%d", i), TargetID: secret,
+				Payload: map[string]any{"name": secret}},
+		)
+	}
+	res, err := writeNoCheck(t, ctx, env.Target, env.Object, changes)
+	require.Len(t, res, len(changes))
+	if err != nil {
+		RequireNoSecret(t, err.Error(), secrets, "the call's error")
+	}
+	failed := 0
+	for i, r := range res {
+		if r.Err != nil {
+			failed++
+			requireNoSecretInError(t, r.Err, secrets, "change %d (%s)", i, changes[i].SourceID)
+		}
+	}
+	require.NotZero(t, failed, "the duplicate emails must fail")
+
+	if finder, ok := env.Target.(connector.Finder); ok {
+		// A field named after the secret: a target may say it has none such.
+		_, err := finder.Find(ctx, env.Object, map[string]any{secrets[0]: secrets[0]})
+		if err != nil {
+			RequireNoSecret(t, err.Error(), secrets, "Find's error")
+		}
+	}
+
+	if env.BadAuth != nil {
+		bad := env.BadAuth(t)
+		if badHolder, ok := bad.(connector.SecretHolder); ok {
+			badSecrets := redactable(badHolder.Secrets())
+			res, err := writeNoCheck(t, ctx, bad, env.Object, insert(env.Valid(400)))
+			require.Error(t, err, "the refused credentials fail the call")
+			RequireNoSecret(t, err.Error(), badSecrets, "the auth failure")
+			for _, r := range res {
+				if r.Err != nil {
+					requireNoSecretInError(t, r.Err, badSecrets, "the refused change")
+				}
+			}
+		}
+	}
+}
+
+func redactable(secrets []string) []string {
+	var out []string
+	for _, s := range secrets {
+		if utf8.RuneCountInString(s) >= connector.MinSecretLength {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// requireNoSecretInError checks the texts of a classified error that are
+// printed or stored: Error(), Message and the underlying error's Error().
+// It does not unwrap further: a redacted error unwraps to the original, for
+// errors.Is and errors.As, not for printing.
+func requireNoSecretInError(t *testing.T, e *connector.Error, secrets []string, msgAndArgs ...any) {
+	t.Helper()
+	RequireNoSecret(t, e.Error(), secrets, msgAndArgs...)
+	RequireNoSecret(t, e.Message, secrets, msgAndArgs...)
+	if e.Err != nil {
+		RequireNoSecret(t, e.Err.Error(), secrets, msgAndArgs...)
+	}
+}
+
+// RequireNoSecret fails the test when text holds one of secrets as it is or
+// in a form a target could echo it in: URL-escaped, JSON-escaped, or base64
+// (either alphabet; without padding, so that a padded one is caught too).
+// Secrets shorter than connector.MinSecretLength are not redacted, so not
+// looked for.
+func RequireNoSecret(t testing.TB, text string, secrets []string, msgAndArgs ...any) {
+	t.Helper()
+	for _, secret := range redactable(secrets) {
+		quoted, err := json.Marshal(secret)
+		require.NoError(t, err)
+		forms := map[string]string{
+			"as is":          secret,
+			"query-escaped":  url.QueryEscape(secret),
+			"path-escaped":   url.PathEscape(secret),
+			"JSON-escaped":   string(quoted[1 : len(quoted)-1]),
+			"base64":         base64.RawStdEncoding.EncodeToString([]byte(secret)),
+			"base64 for URL": base64.RawURLEncoding.EncodeToString([]byte(secret)),
+		}
+		for how, form := range forms {
+			if strings.Contains(text, form) {
+				require.Fail(t, fmt.Sprintf("a secret (%s) leaked into: %s", how, text), msgAndArgs...)
+			}
+		}
+	}
 }
 
 func insert(payloads ...map[string]any) []connector.Change {

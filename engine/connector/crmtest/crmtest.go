@@ -18,7 +18,8 @@
 // 409 {"message":"contact with email x already exists"} for a unique field,
 // 422 {"errors":[{"field":"email","message":"is required"}]} for a missing
 // required field or a value that does not match its pattern, 404
-// {"message":…} for an unknown object or id.
+// {"message":…} for an unknown object or id. With Options.EchoAuthInErrors
+// they also quote the request's Authorization header.
 //
 // Faults are injected from tests: FailNext, RateLimitNext, HangNext and
 // SetLatency. Counters (Requests, RequestsFor, Count, Waited) and snapshots
@@ -50,6 +51,13 @@ type Options struct {
 	Objects map[string]Object
 	// Latency is added to every request (also settable with SetLatency).
 	Latency time.Duration
+	// EchoAuthInErrors makes every error answer (4xx, 5xx) echo the
+	// request's Authorization header, as some APIs do in their debug or
+	// error payloads: the body gains "request": {"method", "path",
+	// "headers": {"Authorization": …}}, and its message quotes the header
+	// too: {"message": "invalid token (Authorization: Bearer …)", …}. A 422
+	// without a message gets one: "validation failed (Authorization: …)".
+	EchoAuthInErrors bool
 }
 
 // Object holds the validation rules and id style of one collection.
@@ -78,6 +86,7 @@ type Server struct {
 
 	httpServer *httptest.Server
 	anyObject  bool
+	echoAuth   bool
 
 	token    atomic.Pointer[string]
 	latency  atomic.Int64 // nanoseconds
@@ -122,6 +131,7 @@ func New(t testing.TB, opts Options) *Server {
 func NewServer(opts Options) (*Server, error) {
 	s := &Server{
 		anyObject:   opts.Objects == nil,
+		echoAuth:    opts.EchoAuthInErrors,
 		closing:     make(chan struct{}),
 		collections: make(map[string]*collection),
 		requests:    make(map[route]int),

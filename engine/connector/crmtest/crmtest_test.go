@@ -131,6 +131,51 @@ func TestAPI(t *testing.T) {
 	require.Equal(t, 2, srv.RequestsFor("DELETE", "contacts")+srv.RequestsFor("PUT", "contacts"))
 }
 
+func TestEchoAuthInErrors(t *testing.T) {
+	t.Parallel()
+	srv := crmtest.New(t, crmtest.Options{
+		Token:            "tok",
+		EchoAuthInErrors: true,
+		Objects:          map[string]crmtest.Object{"contacts": {Required: []string{"email"}, Unique: []string{"email"}}},
+	})
+	require.Equal(t, 201, call(t, srv, "POST", "/contacts", "tok", `{"email":"a@example.com"}`).status)
+	request := func(method, path, auth string) map[string]any {
+		return map[string]any{"method": method, "path": path, "headers": map[string]any{"Authorization": auth}}
+	}
+
+	tests := []struct {
+		name   string
+		method string
+		path   string
+		token  string
+		body   string
+		status int
+		want   map[string]any
+	}{
+		{"wrong token", "POST", "/contacts", "nope", `{"email":"b@example.com"}`, 401, map[string]any{
+			"message": "invalid token (Authorization: Bearer nope)",
+			"request": request("POST", "/contacts", "Bearer nope"),
+		}},
+		{"required", "POST", "/contacts", "tok", `{"name":"x"}`, 422, map[string]any{
+			"message": "validation failed (Authorization: Bearer tok)",
+			"errors":  []any{map[string]any{"field": "email", "message": "is required"}},
+			"request": request("POST", "/contacts", "Bearer tok"),
+		}},
+		{"unique", "POST", "/contacts", "tok", `{"email":"a@example.com"}`, 409, map[string]any{
+			"message": "contact with email a@example.com already exists (Authorization: Bearer tok)",
+			"request": request("POST", "/contacts", "Bearer tok"),
+		}},
+		{"success is not touched", "GET", "/contacts/c_1", "tok", ``, 200, map[string]any{"id": "c_1", "email": "a@example.com"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := call(t, srv, tc.method, tc.path, tc.token, tc.body)
+			require.Equal(t, tc.status, a.status)
+			require.Equal(t, tc.want, a.body)
+		})
+	}
+}
+
 func TestFaults(t *testing.T) {
 	t.Parallel()
 

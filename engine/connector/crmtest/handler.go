@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"time"
@@ -25,16 +26,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.authorized(r) {
-		writeReply(w, message(http.StatusUnauthorized, "invalid token"))
+		writeReply(w, s.echo(r, message(http.StatusUnauthorized, "invalid token")))
 		return
 	}
 	if take(&s.failN) {
-		writeReply(w, message(int(s.failCode.Load()), "injected failure"))
+		writeReply(w, s.echo(r, message(int(s.failCode.Load()), "injected failure")))
 		return
 	}
 	if take(&s.limitN) {
 		w.Header().Set("Retry-After", formatRetryAfter(time.Duration(s.limitFor.Load())))
-		writeReply(w, message(http.StatusTooManyRequests, "rate limit exceeded"))
+		writeReply(w, s.echo(r, message(http.StatusTooManyRequests, "rate limit exceeded")))
 		return
 	}
 	hang := take(&s.hangN)
@@ -43,7 +44,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.hang(w, r)
 		return
 	}
-	writeReply(w, rep)
+	writeReply(w, s.echo(r, rep))
+}
+
+// echo makes an error answer quote the request's Authorization header, when
+// the server was asked to (Options.EchoAuthInErrors): in a "request" object
+// and in the message, where a client that reports the message shows it.
+func (s *Server) echo(r *http.Request, rep reply) reply {
+	body, ok := rep.body.(map[string]any)
+	if !s.echoAuth || rep.status < 400 || !ok {
+		return rep
+	}
+	auth := r.Header.Get("Authorization")
+	echoed := maps.Clone(body)
+	echoed["request"] = map[string]any{
+		"method":  r.Method,
+		"path":    r.URL.Path,
+		"headers": map[string]any{"Authorization": auth},
+	}
+	msg, ok := body["message"].(string)
+	if !ok {
+		msg = "validation failed"
+	}
+	echoed["message"] = msg + " (Authorization: " + auth + ")"
+	return reply{rep.status, echoed}
 }
 
 func (s *Server) handle(r *http.Request, object, rest string) reply {

@@ -131,9 +131,12 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // settings is a Config with its defaults applied and its secrets resolved.
 type settings struct {
-	baseURL       string // no trailing slash
-	authHeader    string
-	authValue     connector.Secret
+	baseURL    string // no trailing slash
+	authHeader string
+	authValue  connector.Secret
+	// secrets are every credential auth holds, for Target.Secrets: the
+	// header value and the values it is made of.
+	secrets       []connector.Secret
 	timeout       time.Duration
 	concurrency   int
 	rateLimit     float64
@@ -196,7 +199,7 @@ func resolve(cfg Config) (settings, error) {
 		}
 		s.retries = *cfg.Retries
 	}
-	if s.authHeader, s.authValue, err = resolveAuth(cfg.Auth, cfg.Env); err != nil {
+	if s.authHeader, s.authValue, s.secrets, err = resolveAuth(cfg.Auth, cfg.Env); err != nil {
 		return settings{}, err
 	}
 	if len(cfg.Objects) == 0 {
@@ -278,42 +281,49 @@ func endpointOr(e Endpoint, method, path string) Endpoint {
 	return e
 }
 
-func resolveAuth(a Auth, env connector.LookupEnv) (string, connector.Secret, error) {
+// resolveAuth returns the header that carries the credentials, its value,
+// and every secret auth holds: the header value and the values it is made
+// of, since a target may echo any of them (the token alone, or the base64
+// of "user:pass" without "Basic ").
+func resolveAuth(a Auth, env connector.LookupEnv) (string, connector.Secret, []connector.Secret, error) {
 	switch a.Type {
 	case "", "none":
 		if a.TokenEnv != "" || a.UsernameEnv != "" || a.ValueEnv != "" {
-			return "", connector.Secret{}, fmt.Errorf("auth.type is required when auth names a secret: bearer, basic or header")
+			return "", connector.Secret{}, nil, fmt.Errorf("auth.type is required when auth names a secret: bearer, basic or header")
 		}
-		return "", connector.Secret{}, nil
+		return "", connector.Secret{}, nil, nil
 	case "bearer":
 		token, err := connector.SecretFromEnv(env, "auth.token_env", a.TokenEnv)
 		if err != nil {
-			return "", connector.Secret{}, err
+			return "", connector.Secret{}, nil, err
 		}
-		return "Authorization", connector.NewSecret("Bearer " + token.Reveal()), nil
+		value := connector.NewSecret("Bearer " + token.Reveal())
+		return "Authorization", value, []connector.Secret{token, value}, nil
 	case "basic":
 		user, err := connector.SecretFromEnv(env, "auth.username_env", a.UsernameEnv)
 		if err != nil {
-			return "", connector.Secret{}, err
+			return "", connector.Secret{}, nil, err
 		}
 		pass, err := connector.SecretFromEnv(env, "auth.password_env", a.PasswordEnv)
 		if err != nil {
-			return "", connector.Secret{}, err
+			return "", connector.Secret{}, nil, err
 		}
 		req := http.Request{Header: http.Header{}}
 		req.SetBasicAuth(user.Reveal(), pass.Reveal())
-		return "Authorization", connector.NewSecret(req.Header.Get("Authorization")), nil
+		value := connector.NewSecret(req.Header.Get("Authorization"))
+		pair := connector.NewSecret(user.Reveal() + ":" + pass.Reveal())
+		return "Authorization", value, []connector.Secret{user, pass, pair, value}, nil
 	case "header":
 		if a.Header == "" {
-			return "", connector.Secret{}, fmt.Errorf("auth.header is required for auth type header")
+			return "", connector.Secret{}, nil, fmt.Errorf("auth.header is required for auth type header")
 		}
 		value, err := connector.SecretFromEnv(env, "auth.value_env", a.ValueEnv)
 		if err != nil {
-			return "", connector.Secret{}, err
+			return "", connector.Secret{}, nil, err
 		}
-		return http.CanonicalHeaderKey(a.Header), value, nil
+		return http.CanonicalHeaderKey(a.Header), value, []connector.Secret{value}, nil
 	default:
-		return "", connector.Secret{}, fmt.Errorf("auth.type %q: use bearer, basic, header or none", a.Type)
+		return "", connector.Secret{}, nil, fmt.Errorf("auth.type %q: use bearer, basic, header or none", a.Type)
 	}
 }
 

@@ -30,4 +30,11 @@
 // Until a request on the Target has been answered with something other than
 // 401/403/429/5xx, requests go one at a time, so that bad credentials cost
 // one failed request, not one per concurrency slot.
+//
+// Some APIs echo the request's Authorization header in their error bodies.
+// Error messages quote what the target said, so the Target redacts its
+// credentials (the header value, the token, the basic username, password and
+// "user:pass", as they are and encoded: see connector.Redactor) from every
+// error it makes, before it trims a message; Secrets reports them, for the
+// engine to redact what it stores.
 package httptarget

@@ -32,7 +32,7 @@ func TestInsertedIDAgreesWithDecoding(t *testing.T) {
 		if err == nil && found {
 			wantID, found = idText(raw)
 		}
-		id, err := insertedID(object{idPath: c.path}, []byte(c.body))
+		id, err := insertedID(object{idPath: c.path}, []byte(c.body), nil)
 		require.Equal(t, found, err == nil, "%s at %s", c.body, c.path)
 		require.Equal(t, wantID, id, "%s at %s", c.body, c.path)
 	}

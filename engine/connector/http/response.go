@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/ferry-sync/ferry/engine/connector"
 )
 
 // maxMessage is how much of a response body an error message keeps.
@@ -68,16 +70,21 @@ func idText(v any) (string, bool) {
 // targetMessage extracts what the target said from an error body, knowing
 // the usual shapes: {"message"}, {"error": "…"}, {"error": {"message"}},
 // {"errors": [...]}, RFC 7807 {"title", "detail"}, OAuth
-// {"error_description"}. Otherwise it is the body itself, trimmed.
-func targetMessage(status int, body []byte) string {
+// {"error_description"}. Otherwise it is the body itself, trimmed. r's
+// secrets are redacted before trimming: a secret cut in two by the trim
+// would no longer be recognised, and half of it would be kept.
+func targetMessage(status int, body []byte, r *connector.Redactor) string {
 	if v, err := decodeJSON(body); err == nil {
 		if obj, ok := v.(map[string]any); ok {
 			if msg := messageOf(obj); msg != "" {
-				return trim(msg)
+				// Decoded, so a secret the body wrote with escapes is plain here.
+				return trim(r.Redact(msg))
 			}
 		}
 	}
-	if msg := strings.Join(strings.Fields(string(body)), " "); msg != "" {
+	// Redacted before the whitespace is folded: a secret with a line break
+	// in it would no longer match afterwards.
+	if msg := strings.Join(strings.Fields(r.Redact(string(body))), " "); msg != "" {
 		return trim(msg)
 	}
 	if text := http.StatusText(status); text != "" {
@@ -147,6 +154,12 @@ func errorItem(item any) string {
 	default:
 		return ""
 	}
+}
+
+// excerpt is a response body for an error message: r's secrets redacted,
+// then trimmed.
+func excerpt(body []byte, r *connector.Redactor) string {
+	return trim(r.Redact(string(body)))
 }
 
 func trim(s string) string {

@@ -36,11 +36,11 @@ func TestTargetMessage(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			require.Equal(t, tc.want, targetMessage(tc.status, []byte(tc.body)))
+			require.Equal(t, tc.want, targetMessage(tc.status, []byte(tc.body), nil))
 		})
 	}
 
-	long := targetMessage(500, []byte(strings.Repeat("é", 400)))
+	long := targetMessage(500, []byte(strings.Repeat("é", 400)), nil)
 	require.LessOrEqual(t, len(long), maxMessage+len("…"))
 	require.True(t, strings.HasSuffix(long, "…"))
 	require.True(t, json.Valid([]byte(`"`+long+`"`)), "trimmed on a rune boundary")

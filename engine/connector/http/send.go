@@ -85,25 +85,25 @@ func (t *Target) send(ctx context.Context, c *call, rq request) (response, *conn
 			case ctx.Err() != nil && !sent:
 				return response{}, nil, false
 			case ctx.Err() != nil && rq.idempotent():
-				return response{}, &connector.Error{Class: connector.Retryable, Message: where + ": cancelled while waiting for the response", Err: err}, true
+				return response{}, t.newError(connector.Retryable, 0, where+": cancelled while waiting for the response", err), true
 			case ctx.Err() != nil:
-				return response{}, &connector.Error{Class: connector.Ambiguous, Message: where + ": cancelled after the request was sent: the record may have been created", Err: err}, true
+				return response{}, t.newError(connector.Ambiguous, 0, where+": cancelled after the request was sent: the record may have been created", err), true
 			case sent && !rq.idempotent():
 				// Sending it again could create the record twice.
-				return response{}, &connector.Error{Class: connector.Ambiguous, Message: where + ": " + t.describe(err) + " after the request was sent: the record may have been created", Err: err}, true
+				return response{}, t.newError(connector.Ambiguous, 0, where+": "+t.describe(err)+" after the request was sent: the record may have been created", err), true
 			case retriesLeft:
 				if !t.backoff(ctx, attempt) {
 					return response{}, nil, false
 				}
 				continue
 			default:
-				return response{}, &connector.Error{Class: connector.Retryable, Message: where + ": " + t.describe(err), Err: err}, true
+				return response{}, t.newError(connector.Retryable, 0, where+": "+t.describe(err), err), true
 			}
 		}
 
 		status := resp.status
 		classified := func(class connector.Class) *connector.Error {
-			return &connector.Error{Class: class, Status: status, Message: where + ": " + targetMessage(status, resp.body)}
+			return t.newError(class, status, where+": "+targetMessage(status, resp.body, t.redactor), nil)
 		}
 		switch {
 		case status >= 200 && status < 300:
@@ -135,9 +135,9 @@ func (t *Target) send(ctx context.Context, c *call, rq request) (response, *conn
 		case status == http.StatusNotFound && rq.notFound:
 			return resp, classified(connector.NotFound), true
 		case status >= 300 && status < 400:
-			e := classified(connector.Rejected)
-			e.Message = fmt.Sprintf("%s: unexpected redirect to %q", where, resp.header.Get("Location"))
-			return resp, e, true
+			// The Location may carry a token in its query: newError redacts it.
+			msg := fmt.Sprintf("%s: unexpected redirect to %q", where, resp.header.Get("Location"))
+			return resp, t.newError(connector.Rejected, status, msg, nil), true
 		default:
 			return resp, classified(connector.Rejected), true
 		}

@@ -46,6 +46,11 @@ type Target struct {
 	// header and bodyHeader are the headers every request carries (but the
 	// credentials), without and with a body: cloned per request.
 	header, bodyHeader http.Header
+
+	// redactor hides the credentials in every error the target returns:
+	// APIs echo the Authorization header in their error bodies, and error
+	// texts end up on link rows, in runs and on the terminal.
+	redactor *connector.Redactor
 }
 
 // New checks cfg, reads its secrets from the environment and returns a
@@ -75,9 +80,13 @@ func New(_ context.Context, cfg Config) (*Target, error) {
 			// A redirect on a write is an error to report, not to follow.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		slots: make(chan struct{}, s.concurrency),
-		probe: make(chan struct{}, 1),
-		epoch: time.Now(),
+		slots:    make(chan struct{}, s.concurrency),
+		probe:    make(chan struct{}, 1),
+		epoch:    time.Now(),
+		redactor: connector.NewRedactor(),
+	}
+	for _, secret := range s.secrets {
+		t.redactor.Add(secret.Reveal())
 	}
 	t.header = http.Header{"Accept": {"application/json"}, "User-Agent": {"ferry"}}
 	t.bodyHeader = t.header.Clone()
@@ -98,14 +107,33 @@ func (t *Target) Close() error {
 	return nil
 }
 
+// Secrets returns the credentials the target sends: the auth header's value
+// and the values it is made of (the token; the username, the password and
+// "user:pass").
+func (t *Target) Secrets() []string {
+	out := make([]string, len(t.s.secrets))
+	for i, secret := range t.s.secrets {
+		out[i] = secret.Reveal()
+	}
+	return out
+}
+
 // call is the shared state of one Write or Find call.
 type call struct {
 	connector.Halt
 }
 
 // Write sends each change as one request, up to the connection's
-// concurrency at once, and reports the results in input order.
+// concurrency at once, and reports the results in input order. No error it
+// returns holds a secret of the connection.
 func (t *Target) Write(ctx context.Context, objectName string, changes []connector.Change) ([]connector.Result, error) {
+	// The results' errors are redacted where they are made (newError); the
+	// call's own error may come from elsewhere (the engine's gate).
+	results, err := t.write(ctx, objectName, changes)
+	return results, t.redactor.RedactError(err)
+}
+
+func (t *Target) write(ctx context.Context, objectName string, changes []connector.Change) ([]connector.Result, error) {
 	results := make([]connector.Result, len(changes))
 	obj, ok := t.s.objects[objectName]
 	if !ok {
@@ -164,7 +192,7 @@ func (t *Target) writeOne(ctx context.Context, c *call, obj object, ch connector
 		rq = request{method: obj.insert.Method, path: obj.insert.Path, write: true}
 	case connector.OpUpdate:
 		if ch.TargetID == "" {
-			return rejected(obj.update.Method+" "+obj.update.Path, "an update needs a target id")
+			return t.rejected(obj.update.Method+" "+obj.update.Path, "an update needs a target id")
 		}
 		rq = request{
 			method:   obj.update.Method,
@@ -173,11 +201,11 @@ func (t *Target) writeOne(ctx context.Context, c *call, obj object, ch connector
 			write:    true,
 		}
 	default:
-		return rejected(objectName(obj), fmt.Sprintf("unknown operation %q", ch.Op))
+		return t.rejected(objectName(obj), fmt.Sprintf("unknown operation %q", ch.Op))
 	}
 	body, err := encodeBody(obj.bodyKey, ch.Payload)
 	if err != nil {
-		return rejected(rq.where(), "encoding the payload as JSON: "+err.Error())
+		return t.rejected(rq.where(), "encoding the payload as JSON: "+err.Error())
 	}
 	rq.body = body
 
@@ -190,41 +218,50 @@ func (t *Target) writeOne(ctx context.Context, c *call, obj object, ch connector
 	case ch.Op == connector.OpUpdate:
 		return connector.Result{Done: true, TargetID: ch.TargetID}
 	}
-	id, err := insertedID(obj, resp.body)
+	id, err := insertedID(obj, resp.body, t.redactor)
 	if err != nil {
 		// The target answered 2xx, so the record was most likely created:
 		// re-sending could duplicate it, so it must be reconciled.
-		return connector.Result{Done: true, Err: &connector.Error{
-			Class:   connector.Ambiguous,
-			Status:  resp.status,
-			Message: rq.where() + ": " + err.Error(),
-		}}
+		return connector.Result{Done: true, Err: t.newError(connector.Ambiguous, resp.status, rq.where()+": "+err.Error(), nil)}
 	}
 	return connector.Result{Done: true, TargetID: id}
 }
 
 func objectName(obj object) string { return "object " + obj.name }
 
-func rejected(where, msg string) connector.Result {
-	return connector.Result{Done: true, Err: &connector.Error{Class: connector.Rejected, Message: where + ": " + msg}}
+func (t *Target) rejected(where, msg string) connector.Result {
+	return connector.Result{Done: true, Err: t.newError(connector.Rejected, 0, where+": "+msg, nil)}
 }
 
-// insertedID finds the new record's id in an insert response.
-func insertedID(obj object, body []byte) (string, error) {
+// newError makes a classified error with the connection's secrets redacted
+// from its message and from its underlying error's text: every error the
+// target reports is made here.
+func (t *Target) newError(class connector.Class, status int, message string, err error) *connector.Error {
+	return &connector.Error{
+		Class:   class,
+		Status:  status,
+		Message: t.redactor.Redact(message),
+		Err:     t.redactor.RedactError(err),
+	}
+}
+
+// insertedID finds the new record's id in an insert response. The body it
+// quotes in errors has r's secrets redacted.
+func insertedID(obj object, body []byte, r *connector.Redactor) (string, error) {
 	if id, ok := jsonx.FindPath(body, obj.idPath); ok {
 		return id, nil
 	}
 	v, err := decodeJSON(body)
 	if err != nil {
-		return "", fmt.Errorf("the response is not JSON, so it has no id at %q: %s", obj.idPath, trim(string(body)))
+		return "", fmt.Errorf("the response is not JSON, so it has no id at %q: %s", obj.idPath, excerpt(body, r))
 	}
 	raw, ok := lookupPath(v, obj.idPath)
 	if !ok {
-		return "", fmt.Errorf("the response has no id at %q (id_path): %s", obj.idPath, trim(string(body)))
+		return "", fmt.Errorf("the response has no id at %q (id_path): %s", obj.idPath, excerpt(body, r))
 	}
 	id, ok := idText(raw)
 	if !ok {
-		return "", fmt.Errorf("the value at %q (id_path) is not a string or number id: %s", obj.idPath, trim(string(body)))
+		return "", fmt.Errorf("the value at %q (id_path) is not a string or number id: %s", obj.idPath, excerpt(body, r))
 	}
 	return id, nil
 }
@@ -244,8 +281,13 @@ func encodeBody(bodyKey string, payload map[string]any) ([]byte, error) {
 
 // Find looks records up through the object's lookup endpoint: each match
 // field becomes a query parameter. Each record found has its id, as text,
-// under "id".
+// under "id". No error it returns holds a secret of the connection.
 func (t *Target) Find(ctx context.Context, objectName string, match map[string]any) ([]map[string]any, error) {
+	found, err := t.find(ctx, objectName, match)
+	return found, t.redactor.RedactError(err)
+}
+
+func (t *Target) find(ctx context.Context, objectName string, match map[string]any) ([]map[string]any, error) {
 	obj, ok := t.s.objects[objectName]
 	if !ok {
 		return nil, fmt.Errorf("http target: object %q is not configured", objectName)

@@ -37,6 +37,9 @@ func TestConformance(t *testing.T) {
 	t.Parallel()
 	dbURL := dbtest.NewEmptyURL(t)
 	admin := dbtest.Open(t, dbURL)
+	// A URL with a password, as a real connection has (through url_env), so
+	// that the suite checks that errors never quote it.
+	secretURL, _ := passwordURL(t, dbURL)
 
 	conformance.Run(t, conformance.Harness{Setup: func(t *testing.T) conformance.Env {
 		ctx := context.Background()
@@ -45,7 +48,9 @@ func TestConformance(t *testing.T) {
 		require.NoError(t, err)
 		// The object keeps its name; the config points it at this test's table.
 		objects := map[string]postgres.Object{"contacts": {Table: "public." + table}}
-		target := newTarget(t, postgres.Config{URL: dbURL, Objects: objects, Concurrency: 8})
+		target := newTarget(t, postgres.Config{
+			URLEnv: "TARGET_URL", Env: envWith("TARGET_URL", secretURL), Objects: objects, Concurrency: 8,
+		})
 
 		return conformance.Env{
 			Target:         target,

@@ -18,7 +18,13 @@ const MaxFound = 100
 // value (a nil value matches NULL), at most MaxFound of them. Each row is a
 // map of its columns as JSON values (numerics as json.Number with their exact
 // digits, timestamps as RFC 3339 text) with its id, as text, under "id".
+// No error it returns holds a secret of the connection.
 func (t *Target) Find(ctx context.Context, object string, match map[string]any) ([]map[string]any, error) {
+	found, err := t.find(ctx, object, match)
+	return found, t.redactor.RedactError(err)
+}
+
+func (t *Target) find(ctx context.Context, object string, match map[string]any) ([]map[string]any, error) {
 	if len(match) == 0 {
 		return nil, fmt.Errorf("postgres target: looking up %s: name at least one field to match", object)
 	}

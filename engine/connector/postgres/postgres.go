@@ -11,7 +11,10 @@
 // SQLSTATE: 22 and 23 (bad data, constraints) are Rejected with PostgreSQL's
 // message; 28 and 42501 (login, permission) are Auth and stop the call;
 // lost connections are Retryable when nothing was sent, and Ambiguous for an
-// insert whose statement may have run.
+// insert whose statement may have run. Errors never hold the connection's
+// password or a URL that holds it: PostgreSQL quotes values back in its
+// messages (a duplicate key, a bad id), so the Target redacts them from
+// every error it returns; Secrets reports them, for the engine.
 package postgres
 
 import (
@@ -19,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 
@@ -79,6 +83,11 @@ type Target struct {
 
 	mu     sync.Mutex
 	tables map[string]*table // by object name
+
+	// secrets are the connection's password and the connection string that
+	// holds it; redactor hides them in every error the target returns.
+	secrets  []connector.Secret
+	redactor *connector.Redactor
 }
 
 // New opens a pool on the target database and checks that it can connect.
@@ -93,7 +102,18 @@ func New(ctx context.Context, cfg Config) (*Target, error) {
 		concurrency: cfg.Concurrency,
 		objects:     cfg.Objects,
 		tables:      make(map[string]*table),
+		redactor:    connector.NewRedactor(),
 	}
+	// Known before parsing: an error that fails to parse the URL may quote it.
+	t.addSecrets(raw, urlPasswords(raw)...)
+	if err := t.open(ctx, raw, hint); err != nil {
+		return nil, t.redactor.RedactError(err)
+	}
+	return t, nil
+}
+
+// open applies the defaults and opens the pool. New redacts its errors.
+func (t *Target) open(ctx context.Context, raw, hint string) error {
 	if t.schema == "" {
 		t.schema = DefaultSchema
 	}
@@ -104,33 +124,94 @@ func New(ctx context.Context, cfg Config) (*Target, error) {
 		t.concurrency = DefaultConcurrency
 	}
 	if t.concurrency < 0 {
-		return nil, fmt.Errorf("postgres connection: concurrency %d must be positive", cfg.Concurrency)
+		return fmt.Errorf("postgres connection: concurrency %d must be positive", t.concurrency)
 	}
 	poolCfg, err := pgxpool.ParseConfig(raw)
 	if err != nil {
-		return nil, fmt.Errorf("postgres connection: the URL (%s) does not parse: %w", hint, err)
+		return fmt.Errorf("postgres connection: the URL (%s) does not parse: %w", hint, err)
 	}
+	// The password as pgx found it: in the URL, in a key=value string, or
+	// from PGPASSWORD or a password file.
+	t.addSecrets(raw, poolCfg.ConnConfig.Password)
 	// One connection per concurrent change, and one for catalog lookups.
 	poolCfg.MaxConns = int32(t.concurrency + 1)
 	where := describe(poolCfg.ConnConfig)
-	t.pool, err = pgxpool.NewWithConfig(ctx, poolCfg)
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
-		return nil, fmt.Errorf("postgres connection: cannot connect to %s: %w; check %s", where, err, hint)
+		return fmt.Errorf("postgres connection: cannot connect to %s: %w; check %s", where, err, hint)
 	}
-	if err := t.pool.Ping(ctx); err != nil {
-		t.pool.Close()
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
 		if ce := classifyConnect(err); ce != nil {
-			err = ce
+			err = t.redactor.RedactClassified(ce)
 		}
-		return nil, fmt.Errorf("postgres connection: cannot connect to %s: %w; check %s", where, err, hint)
+		return fmt.Errorf("postgres connection: cannot connect to %s: %w; check %s", where, err, hint)
 	}
-	return t, nil
+	t.pool = pool
+	return nil
 }
 
 // Close closes the pool.
 func (t *Target) Close() error {
 	t.pool.Close()
 	return nil
+}
+
+// Secrets returns the connection's password and, when it holds the
+// password, the connection string.
+func (t *Target) Secrets() []string {
+	out := make([]string, len(t.secrets))
+	for i, s := range t.secrets {
+		out[i] = s.Reveal()
+	}
+	return out
+}
+
+// addSecrets records the passwords of the connection string raw, and raw
+// itself when it holds one of them.
+func (t *Target) addSecrets(raw string, passwords ...string) {
+	for _, pw := range passwords {
+		if pw == "" || slices.ContainsFunc(t.secrets, func(s connector.Secret) bool { return s.Reveal() == pw }) {
+			continue
+		}
+		t.secrets = append(t.secrets, connector.NewSecret(pw))
+		t.redactor.Add(pw)
+		if strings.Contains(raw, pw) && !slices.ContainsFunc(t.secrets, func(s connector.Secret) bool { return s.Reveal() == raw }) {
+			t.secrets = append(t.secrets, connector.NewSecret(raw))
+			t.redactor.Add(raw)
+		}
+	}
+}
+
+// urlPasswords returns the passwords a connection URL holds: the userinfo
+// password, decoded and as written (percent-encoded), and the password and
+// sslpassword query parameters. None for a key=value string: pgx parses
+// those, and New asks it.
+func urlPasswords(raw string) []string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	if u.User != nil {
+		if pw, ok := u.User.Password(); ok {
+			out = append(out, pw)
+		}
+		// As written: between the first ':' and the '@' that ends the userinfo.
+		if _, rest, ok := strings.Cut(raw, "://"); ok {
+			authority := rest
+			if i := strings.IndexAny(authority, "/?#"); i >= 0 {
+				authority = authority[:i]
+			}
+			if at := strings.LastIndex(authority, "@"); at >= 0 {
+				if _, pw, ok := strings.Cut(authority[:at], ":"); ok {
+					out = append(out, pw)
+				}
+			}
+		}
+	}
+	q := u.Query()
+	return append(out, q.Get("password"), q.Get("sslpassword"))
 }
 
 // connectionURL returns the URL to connect with and which setting gave it.

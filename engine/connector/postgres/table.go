@@ -24,7 +24,7 @@ type table struct {
 func (t *Target) IDType(ctx context.Context, object string) (string, error) {
 	tbl, err := t.table(ctx, object, false)
 	if err != nil {
-		return "", err
+		return "", t.redactor.RedactError(err)
 	}
 	return tbl.idType, nil
 }

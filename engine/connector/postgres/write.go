@@ -60,8 +60,14 @@ func (c *call) reload(ctx context.Context, t *Target) (*table, error) {
 }
 
 // Write inserts or updates one row per change, up to Concurrency at once,
-// and reports the results in input order.
+// and reports the results in input order. No error it returns holds a
+// secret of the connection.
 func (t *Target) Write(ctx context.Context, object string, changes []connector.Change) ([]connector.Result, error) {
+	results, err := t.write(ctx, object, changes)
+	return results, t.redactor.RedactError(err)
+}
+
+func (t *Target) write(ctx context.Context, object string, changes []connector.Change) ([]connector.Result, error) {
 	results := make([]connector.Result, len(changes))
 	if err := ctx.Err(); err != nil {
 		return results, fmt.Errorf("writing %d changes to %s: %w", len(changes), object, err)
@@ -106,7 +112,15 @@ dispatch:
 	return results, nil
 }
 
+// writeOne writes one change; its error, if any, has the connection's
+// secrets redacted (PostgreSQL quotes the values it refuses).
 func (t *Target) writeOne(ctx context.Context, c *call, ch connector.Change) connector.Result {
+	r := t.writeChange(ctx, c, ch)
+	r.Err = t.redactor.RedactClassified(r.Err)
+	return r
+}
+
+func (t *Target) writeChange(ctx context.Context, c *call, ch connector.Change) connector.Result {
 	tbl := c.table()
 	var where string
 	switch ch.Op {
@@ -166,6 +180,9 @@ func (t *Target) writeOne(ctx context.Context, c *call, ch connector.Change) con
 			return connector.Result{Done: true, TargetID: id}
 		}
 		o := classify(ctx, err, sent, ch.Op, where)
+		// Redacted before c.Stop, so that the call's error is the very *Error
+		// of the result, as Target.Write promises.
+		o.err = t.redactor.RedactClassified(o.err)
 		if o.forget {
 			t.forget(c.object)
 		}
