@@ -29,6 +29,10 @@ type Engine struct {
 	isolation scripting.Isolation
 	holder    string
 	leaseTTL  time.Duration
+	// redact holds the secrets of every connection opened: they are removed
+	// from everything the engine stores or returns (a target may echo its
+	// credentials in an error body).
+	redact *connector.Redactor
 }
 
 // Options configure an Engine.
@@ -60,8 +64,11 @@ func New(db *pgxpool.Pool, p *Project, opts Options) *Engine {
 		opts.Logger = slog.Default()
 	}
 	return &Engine{db: db, q: queries.New(db), project: p, open: opts.Open, log: opts.Logger, pool: opts.ScriptPool,
-		isolation: opts.ScriptIsolation, holder: lease.Holder(), leaseTTL: opts.LeaseTTL}
+		isolation: opts.ScriptIsolation, holder: lease.Holder(), leaseTTL: opts.LeaseTTL, redact: connector.NewRedactor()}
 }
+
+// Redact removes every secret of the connections the engine opened from s.
+func (e *Engine) Redact(s string) string { return e.redact.Redact(s) }
 
 // Project returns the engine's project.
 func (e *Engine) Project() *Project { return e.project }
@@ -77,6 +84,9 @@ func (e *Engine) openTarget(ctx context.Context, name string) (connector.Target,
 	t, err := e.open(ctx, c)
 	if err != nil {
 		return nil, fmt.Errorf("opening connection %s: %w", name, err)
+	}
+	if sh, ok := t.(connector.SecretHolder); ok {
+		e.redact.Add(sh.Secrets()...)
 	}
 	return t, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferry-sync/ferry/engine"
 	"github.com/ferry-sync/ferry/engine/connector"
+	"github.com/ferry-sync/ferry/engine/connector/conformance"
 	"github.com/ferry-sync/ferry/engine/connector/crmtest"
 	httptarget "github.com/ferry-sync/ferry/engine/connector/http"
 	"github.com/ferry-sync/ferry/queries/dbtest"
@@ -26,9 +27,16 @@ type crmBundle struct {
 
 func setupCRM(t *testing.T, s *engine.Sync) *crmBundle {
 	t.Helper()
-	srv := crmtest.New(t, crmtest.Options{Token: "secret", Objects: map[string]crmtest.Object{
+	return setupCRMWith(t, s, crmtest.Options{Token: "secret"})
+}
+
+// setupCRMWith is setupCRM with the server's options (its token is Ferry's).
+func setupCRMWith(t *testing.T, s *engine.Sync, opts crmtest.Options) *crmBundle {
+	t.Helper()
+	opts.Objects = map[string]crmtest.Object{
 		"contacts": {Required: []string{"email"}, Unique: []string{"email"}, Patterns: map[string]string{"email": `^[^@\s]+@[^@\s]+$`}},
-	}})
+	}
+	srv := crmtest.New(t, opts)
 	settings, err := json.Marshal(map[string]any{
 		"base_url":     srv.URL,
 		"auth":         map[string]any{"type": "bearer", "token_env": "CRM_TOKEN"},
@@ -47,7 +55,7 @@ func setupCRM(t *testing.T, s *engine.Sync) *crmBundle {
 	require.NoError(t, err)
 	p, err := engine.NewProject(map[string]engine.Connection{"crm": {Kind: "http", Settings: settings}}, s)
 	require.NoError(t, err)
-	token := "secret"
+	token := opts.Token
 	open := func(ctx context.Context, c engine.Connection) (connector.Target, error) {
 		var cfg httptarget.Config
 		if err := json.Unmarshal(c.Settings, &cfg); err != nil {
@@ -161,4 +169,31 @@ func TestHTTPTargetPendingWithoutMatchOnWaitsForTheAnalyst(t *testing.T) {
 	res = b.run("contacts")
 	assert.Equal(t, int64(1), res.Counts.Updated)
 	assert.Equal(t, "Ann B", b.srv.Records("contacts")[0]["name"])
+}
+
+// A target that echoes the Authorization header in its error bodies must
+// not get Ferry to store or return the token: not in link rows, run rows,
+// run errors or the errors a run returns.
+func TestSecretEchoedByTheTargetIsNeverStored(t *testing.T) {
+	t.Parallel()
+	const token = "tok-9f8e7d6c5b4a3921"
+	b := setupCRMWith(t, crmContactsSync(), crmtest.Options{Token: token, EchoAuthInErrors: true})
+	b.exec(`INSERT INTO crm.contacts (id, name, email) SELECT g, 'P' || g, CASE WHEN g = 3 THEN 'bad' ELSE 'p' || g || '@x.test' END FROM generate_series(1, 5) g`)
+	res := b.run("contacts")
+	require.Equal(t, int64(1), res.Counts.Failed)
+	assert.Contains(t, b.linkError("contacts", "3"), "HTTP 422", "what the target said is kept")
+
+	b.exec(`UPDATE crm.contacts SET name = name || '!', _sdc_batched_at = now()`)
+	b.srv.SetToken("rotated-on-the-server")
+	_, err := b.eng.Run(context.Background(), "contacts", engine.RunOptions{})
+	require.Error(t, err)
+	secrets := []string{token, "Bearer " + token}
+	conformance.RequireNoSecret(t, err.Error(), secrets, "the error a run returns")
+	var stored string
+	require.NoError(t, b.db.QueryRow(context.Background(), `
+		SELECT concat_ws(' | ', (SELECT string_agg(coalesce(error, ''), ' | ') FROM link_tables.contacts),
+		                        (SELECT string_agg(coalesce(error, ''), ' | ') FROM ferry.runs),
+		                        (SELECT string_agg(message, ' | ') FROM ferry.run_errors))`).Scan(&stored))
+	assert.Contains(t, stored, "refused the credentials")
+	conformance.RequireNoSecret(t, stored, secrets, "link rows, runs and run errors")
 }

@@ -175,7 +175,7 @@ func (h *host) Write(ctx context.Context, w scripting.Write) (string, error) {
 	if lt != nil && res.Done {
 		lw := linkWrite{sourceID: w.SourceID, status: StatusSuccess, synced: true}
 		if callErr != nil {
-			msg, class := callErr.Error(), string(connector.ClassOf(callErr))
+			msg, class := h.e.redact.Redact(callErr.Error()), string(connector.ClassOf(callErr))
 			lw = linkWrite{sourceID: w.SourceID, status: StatusError, errText: &msg, errClass: &class, failedOnce: true}
 			if connector.ClassOf(callErr) == connector.Ambiguous && change.Op == connector.OpInsert {
 				lw.status = StatusPending

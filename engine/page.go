@@ -87,7 +87,7 @@ func (r *runner) finishPage(ctx context.Context, dp *decidedPage, rc *recorder) 
 		for _, it := range dp.items {
 			if it.decision == DecideFail || it.decision == DecideInvalid {
 				r.res.Status = RunStopped
-				r.res.Error = fmt.Sprintf("stopped at source id %s: %s (on_error: stop; fix the record or set on_error: continue)", it.id, it.reason)
+				r.res.Error = fmt.Sprintf("stopped at source id %s: %s (on_error: stop; fix the record or set on_error: continue)", it.id, r.e.redact.Redact(it.reason))
 				return nil
 			}
 		}
@@ -430,13 +430,13 @@ func (r *runner) linkWrites(items []*item) []linkWrite {
 			// Recorded by pageOutcome.unchanged.
 		case DecideSkip:
 			if it.class == "transform" {
-				reason := it.reason
+				reason := r.e.redact.Redact(it.reason)
 				ws = append(ws, linkWrite{sourceID: it.id, status: StatusSkipped, errText: &reason})
 			}
 		case DecideNotSent:
 			// Left as it was before this run.
 		case DecideFail, DecideInvalid:
-			msg, class := it.reason, it.class
+			msg, class := r.e.redact.Redact(it.reason), it.class
 			status := StatusError
 			if class == "pending" {
 				status = StatusPending
@@ -481,7 +481,7 @@ func (r *runner) report(items []*item) {
 		if r.opts.Samples > 0 && r.samples(it.decision) < r.opts.Samples {
 			r.res.Records = append(r.res.Records, RecordReport{
 				SourceID: it.id, Source: it.rec.values, Mapped: it.mapped, Payload: it.payload, Decision: it.decision,
-				TargetID: it.targetID, Reason: it.reason, Printed: it.printed, LinkState: it.link.status, Behind: it.rec.behind,
+				TargetID: it.targetID, Reason: r.e.redact.Redact(it.reason), Printed: it.printed, LinkState: it.link.status, Behind: it.rec.behind,
 			})
 		}
 	}

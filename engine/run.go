@@ -134,7 +134,7 @@ func (e *Engine) Run(ctx context.Context, name string, opts RunOptions) (*RunRes
 		r.collect()
 		r.res.Duration = time.Since(r.started)
 	}
-	return r.res, err
+	return r.res, e.redact.RedactError(err)
 }
 
 // runner holds the state of one run.
@@ -543,7 +543,7 @@ func (r *runner) finish(ctx context.Context, runErr error) {
 	switch {
 	case runErr != nil:
 		r.res.Status = RunFailed
-		r.res.Error = runErr.Error()
+		r.res.Error = r.e.redact.Redact(runErr.Error())
 	case r.res.Status == "":
 		r.res.Status = RunSucceeded
 	}
@@ -579,6 +579,7 @@ func (r *runner) runError(ctx context.Context, sourceID *string, class, msg stri
 	if r.opts.DryRun || r.errRows.Add(1) > maxRunErrors {
 		return
 	}
+	msg = r.e.redact.Redact(msg)
 	if err := r.e.q.RunErrorAdd(ctx, queries.RunErrorAddParams{RunID: r.runID, SourceID: sourceID, Class: class, Message: msg}); err != nil {
 		r.e.log.Warn("recording a record error", "sync", r.s.Name, "err", err)
 	}
