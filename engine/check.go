@@ -4,32 +4,31 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // Check verifies every sync against the warehouse without reading rows or
 // writing anything: the scope query parses and reads, and it has the id,
 // bookmark, mapped and relation columns. It reports every problem at once.
-func (e *Engine) Check(ctx context.Context) error {
+func (e *Engine) Check(ctx context.Context) (warnings []string, err error) {
 	var errs []error
 	for _, s := range e.project.Syncs {
 		if err := e.checkSync(ctx, s); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	if e.project.Warehouse.ScopeRole == "" {
+		warnings = append(warnings, "scope queries run with every right of the warehouse login: they can read server files, end other sessions and see every schema. "+
+			"Create a role that can only read your schemas (`ferry setup --scope-role ferry_scope --schemas crm,hubspot`) and set warehouse.scope_role: ferry_scope in "+ProjectFile)
+	}
+	return warnings, errors.Join(errs...)
 }
 
 func (e *Engine) checkSync(ctx context.Context, s *Sync) error {
-	tx, err := e.db.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	tx, err := e.beginRead(ctx, e.db, s.Source.Timeout.Duration)
 	if err != nil {
-		return fmt.Errorf("sync %s: starting a read-only transaction: %w", s.Name, err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d", s.Source.Timeout.Milliseconds())); err != nil {
 		return fmt.Errorf("sync %s: %w", s.Name, err)
 	}
-	_, err = describeScope(ctx, tx, s)
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	_, err = describeScope(ctx, tx, s, e.project.Warehouse.ScopeRole)
 	return err
 }

@@ -84,7 +84,7 @@ func (h *host) object(object string) string {
 func (h *host) Query(ctx context.Context, sql string, args []any) ([]map[string]any, error) {
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
-	tx, err := h.e.db.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	tx, err := h.e.beginRead(ctx, h.e.db, queryTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("pq query: %w", err)
 	}

@@ -37,6 +37,11 @@ type Warehouse struct {
 	// URLEnv names the environment variable holding the warehouse URL
 	// (default DATABASE_URL). URLs carry passwords, so files never do.
 	URLEnv string `json:"url_env,omitempty"`
+	// ScopeRole is the role scope queries and pq.query run as (SET LOCAL
+	// ROLE inside their read-only transaction): one that can only SELECT
+	// what an analyst granted it (`ferry setup` makes one). Without it they
+	// run with every right of the warehouse login.
+	ScopeRole string `json:"scope_role,omitempty"`
 }
 
 // Connection is a named system Ferry writes to.

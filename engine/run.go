@@ -191,15 +191,12 @@ func (r *runner) run(ctx context.Context) (runErr error) {
 		return fmt.Errorf("sync %s: connecting to the warehouse: %w", s.Name, err)
 	}
 	defer readConn.Release()
-	tx, err := readConn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	tx, err := r.e.beginRead(ctx, readConn, s.Source.Timeout.Duration)
 	if err != nil {
-		return fmt.Errorf("sync %s: starting the read transaction: %w", s.Name, err)
+		return fmt.Errorf("sync %s: %w", s.Name, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d", s.Source.Timeout.Milliseconds())); err != nil {
-		return fmt.Errorf("sync %s: setting the statement timeout: %w", s.Name, err)
-	}
-	if r.sc, err = describeScope(ctx, tx, s); err != nil {
+	if r.sc, err = describeScope(ctx, tx, s, r.e.project.Warehouse.ScopeRole); err != nil {
 		return err
 	}
 	defer func() {

@@ -41,6 +41,7 @@ type scope struct {
 	id       Column
 	bookmark *Column // nil for full reads
 	rels     []Column
+	role     string // the scope role queries run as, "" for the warehouse login
 }
 
 // scopePrefix wraps the user's query; the newline before the closing
@@ -87,8 +88,8 @@ func cleanScopeSQL(q string) string {
 
 // describeScope reads a scope query's columns without reading its rows and
 // checks the id, bookmark and relation columns against them.
-func describeScope(ctx context.Context, tx pgx.Tx, s *Sync) (*scope, error) {
-	sc := &scope{sync: s, sql: cleanScopeSQL(s.ScopeSQL())}
+func describeScope(ctx context.Context, tx pgx.Tx, s *Sync, role string) (*scope, error) {
+	sc := &scope{sync: s, sql: cleanScopeSQL(s.ScopeSQL()), role: role}
 	if sc.sql == "" {
 		return nil, &ScopeError{Sync: s.Name, File: s.File, Message: "the query is empty"}
 	}
@@ -418,6 +419,8 @@ func (sc *scope) explain(err error, offset int) error {
 		}
 	case pgErr.Code == "42P01" || pgErr.Code == "42703" || pgErr.Code == "3F000":
 		se.Hint = "check the table and column names against the warehouse"
+	case pgErr.Code == "42501" && sc.role != "":
+		se.Hint = fmt.Sprintf("scope queries run as role %s, which may only read what it was granted: grant it SELECT (or run `ferry setup --scope-role %s --schemas …` for the schema)", sc.role, sc.role)
 	case pgErr.Code == "42501":
 		se.Hint = "the warehouse user lacks permission to read this"
 	}

@@ -316,7 +316,11 @@ func cmdCheck(ctx context.Context, c *cli, args []string) int {
 	}
 	defer ss.close()
 	p, eng := ss.project, ss.eng
-	if err := eng.Check(ctx); err != nil {
+	warnings, err := eng.Check(ctx)
+	for _, w := range warnings {
+		fmt.Fprintf(c.stderr, "ferry: WARNING: %s\n", w)
+	}
+	if err != nil {
 		return c.fail(err)
 	}
 	fmt.Fprintf(c.stdout, "%d syncs checked: scope queries, columns, relations and connections are fine\n", len(p.Syncs))
@@ -411,4 +415,35 @@ func leaseTTL() (time.Duration, error) {
 		return 0, usageError{fmt.Sprintf("%s=%q: give a duration of at least 300ms, like 30s", leaseTTLEnv, v)}
 	}
 	return d, nil
+}
+
+func cmdSetup(ctx context.Context, c *cli, args []string) int {
+	fs := flag.NewFlagSet("setup", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	role := fs.String("scope-role", "ferry_scope", "the role to create: it may only read the schemas named")
+	schemas := fs.String("schemas", "", "comma-separated schemas scope queries may read, e.g. crm,hubspot")
+	if fs.Parse(args) != nil {
+		return exitUsage
+	}
+	urlEnv := defaultURLEnv
+	if p, err := engine.LoadProject(c.projectDir); err == nil && p.Warehouse.URLEnv != "" {
+		urlEnv = p.Warehouse.URLEnv
+	}
+	pool, err := c.connectNoMigrate(ctx, urlEnv)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer pool.Close()
+	var names []string
+	for _, n := range strings.Split(*schemas, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			names = append(names, n)
+		}
+	}
+	if err := engine.SetupScopeRole(ctx, pool, *role, names); err != nil {
+		return c.fail(usageError{err.Error()})
+	}
+	fmt.Fprintf(c.stdout, "role %s can read %s (and link_tables); scope queries run as it once %s says:\n\nwarehouse:\n  scope_role: %s\n",
+		*role, strings.Join(names, ", "), engine.ProjectFile, *role)
+	return exitOK
 }

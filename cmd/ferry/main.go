@@ -65,6 +65,7 @@ func commands() []command {
 		{"check", "load the project and check every sync against the warehouse", cmdCheck},
 		{"script", "ferry script run <file.star> (a data-sync script) | ferry script test [folder] (*_test.star)", cmdScript},
 		{"migrate", "create or upgrade Ferry's state schema in the warehouse", cmdMigrate},
+		{"setup", "create the restricted role scope queries run as: ferry setup --scope-role ferry_scope --schemas crm,hubspot", cmdSetup},
 		{"version", "print the version", cmdVersion},
 	}
 }
