@@ -16,6 +16,7 @@ import (
 	"github.com/ferry-sync/ferry/engine/connector/crmtest"
 	httptarget "github.com/ferry-sync/ferry/engine/connector/http"
 	"github.com/ferry-sync/ferry/queries/dbtest"
+	"github.com/ferry-sync/ferry/scripting"
 )
 
 // crmBundle syncs crm.contacts into a CRM-like HTTP server through the real
@@ -33,8 +34,10 @@ func setupCRM(t *testing.T, s *engine.Sync) *crmBundle {
 // setupCRMWith is setupCRM with the server's options (its token is Ferry's).
 func setupCRMWith(t *testing.T, s *engine.Sync, opts crmtest.Options) *crmBundle {
 	t.Helper()
-	opts.Objects = map[string]crmtest.Object{
-		"contacts": {Required: []string{"email"}, Unique: []string{"email"}, Patterns: map[string]string{"email": `^[^@\s]+@[^@\s]+$`}},
+	if opts.Objects == nil {
+		opts.Objects = map[string]crmtest.Object{
+			"contacts": {Required: []string{"email"}, Unique: []string{"email"}, Patterns: map[string]string{"email": `^[^@\s]+@[^@\s]+$`}},
+		}
 	}
 	srv := crmtest.New(t, opts)
 	settings, err := json.Marshal(map[string]any{
@@ -64,7 +67,7 @@ func setupCRMWith(t *testing.T, s *engine.Sync, opts crmtest.Options) *crmBundle
 		cfg.Env = func(name string) (string, bool) { return token, name == "CRM_TOKEN" }
 		return httptarget.New(ctx, cfg)
 	}
-	eng := engine.New(db, p, engine.Options{Open: open})
+	eng := engine.New(db, p, engine.Options{Open: open, ScriptIsolation: scripting.IsolationNone})
 	return &crmBundle{testBundle: &testBundle{t: t, db: db, eng: eng}, srv: srv}
 }
 
@@ -196,4 +199,42 @@ func TestSecretEchoedByTheTargetIsNeverStored(t *testing.T) {
 		                        (SELECT string_agg(message, ' | ') FROM ferry.run_errors))`).Scan(&stored))
 	assert.Contains(t, stored, "refused the credentials")
 	conformance.RequireNoSecret(t, stored, secrets, "link rows, runs and run errors")
+}
+
+// The README's lookup-before-insert transform against a search endpoint
+// that ignores the parameters it does not know (it answers with every
+// record, as many APIs do): a record returned is a match only if its fields
+// match, so nothing is linked to the wrong record, and the records fail
+// saying the lookup is misconfigured. Once the lookup works, they sync.
+func TestLookupThatIgnoresItsFilterLinksNothing(t *testing.T) {
+	t.Parallel()
+	s := crmContactsSync()
+	s.Target.MatchOn = nil
+	s.Transform = "contacts.star"
+	s.TransformSource = []byte(`
+def transform(source_record, target_record, pq, target_id=None):
+    if not target_id:
+        existing = pq.lookup("contacts", email=source_record["email"])
+        if existing:
+            pq.update_id(existing["id"])
+    return target_record
+`)
+	objects := map[string]crmtest.Object{"contacts": {Unique: []string{"email"}, Searchable: []string{"name"}}}
+	b := setupCRMWith(t, s, crmtest.Options{Token: "secret", Objects: objects})
+	b.srv.Put(t, "contacts", map[string]any{"name": "Zed", "email": "zed@example.com"})
+	b.exec(`INSERT INTO crm.contacts (id, name, email) SELECT g, 'P' || g, 'p' || g || '@example.com' FROM generate_series(1, 20) g`)
+
+	res := b.run("contacts")
+	assert.Equal(t, int64(20), res.Counts.Failed)
+	assert.Zero(t, res.Counts.Updated, "no record is linked to a record whose e-mail differs")
+	assert.Contains(t, b.linkError("contacts", "1"), "none has those values")
+	assert.Contains(t, b.linkError("contacts", "1"), "ignores or misreads the filter")
+	records := b.srv.Records("contacts")
+	require.Len(t, records, 1)
+	assert.Equal(t, "Zed", records[0]["name"], "never overwritten")
+
+	b.srv.SetSearchable("contacts", nil)
+	res = b.run("contacts")
+	assert.Equal(t, int64(20), res.Counts.Inserted)
+	assert.Len(t, b.emails(), 21)
 }

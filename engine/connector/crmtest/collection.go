@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -215,6 +216,13 @@ func (c *collection) remove(id string) reply {
 	c.index(id, r.fields, false)
 	delete(c.records, id)
 	return reply{http.StatusNoContent, nil}
+}
+
+// searchable reports whether search filters on field.
+func (c *collection) searchable(field string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rules.Searchable == nil || slices.Contains(c.rules.Searchable, field)
 }
 
 // search returns the records whose fields equal every match value (compared

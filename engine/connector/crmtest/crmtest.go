@@ -73,6 +73,11 @@ type Object struct {
 	IDPrefix string
 	// NumericIDs makes ids JSON numbers (1, 2, …) instead of strings.
 	NumericIDs bool
+	// Searchable, when set, lists the only fields search filters on: like
+	// many real APIs, it ignores every other query parameter and answers
+	// with the records the rest of the filter selects (all of them, when
+	// nothing else is asked).
+	Searchable []string
 	// BodyKey, when set, makes requests and responses carry the fields
 	// wrapped as {"<BodyKey>": {…}}, with "id" beside it (HubSpot style
 	// "properties").
@@ -346,4 +351,32 @@ func newCollection(name string, o Object) (*collection, error) {
 		c.rules.IDPrefix = name[:1] + "_"
 	}
 	return c, nil
+}
+
+// Put creates a record as if someone had made it in the CRM by hand, and
+// returns its id. It fails the test on a validation error.
+func (s *Server) Put(t testing.TB, object string, fields map[string]any) string {
+	t.Helper()
+	c := s.collectionFor(object)
+	if c == nil {
+		t.Fatalf("crmtest: unknown object %q", object)
+	}
+	rep := c.create(fields)
+	body, _ := rep.body.(map[string]any)
+	if rep.status != 201 || body == nil {
+		t.Fatalf("crmtest: putting a %s: HTTP %d %v", object, rep.status, rep.body)
+	}
+	return valueKey(body["id"])
+}
+
+// SetSearchable changes which fields the object's search filters on (nil:
+// every field), as Object.Searchable.
+func (s *Server) SetSearchable(object string, fields []string) {
+	c := s.lookupCollection(object)
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	c.rules.Searchable = fields
+	c.mu.Unlock()
 }

@@ -87,7 +87,7 @@ func (s *Server) handle(r *http.Request, object, rest string) reply {
 	case rest == "search" && r.Method == http.MethodGet:
 		match := make(map[string]string)
 		for k, vs := range r.URL.Query() {
-			if len(vs) > 0 {
+			if len(vs) > 0 && c.searchable(k) {
 				match[k] = vs[0]
 			}
 		}
