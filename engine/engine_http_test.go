@@ -238,3 +238,33 @@ def transform(source_record, target_record, pq, target_id=None):
 	assert.Equal(t, int64(20), res.Counts.Inserted)
 	assert.Len(t, b.emails(), 21)
 }
+
+// Credentials revoked mid-run: the requests in flight meet 401s. Those
+// records are untouched, like every record not sent; the run stops; once
+// the credentials work, every record exists once.
+func TestCredentialsRevokedMidRunLeaveInFlightRecordsUntouched(t *testing.T) {
+	t.Parallel()
+	b := setupCRM(t, crmContactsSync())
+	b.srv.SetLatency(20 * time.Millisecond)
+	b.exec(`INSERT INTO crm.contacts (id, name, email) SELECT g, 'P' || g, 'p' || g || '@x.test' FROM generate_series(1, 200) g`)
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.eng.Run(context.Background(), "contacts", engine.RunOptions{})
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return b.srv.Count("contacts") >= 40 }, 10*time.Second, time.Millisecond)
+	b.srv.SetToken("revoked")
+	require.Error(t, <-done)
+	var authRows int
+	require.NoError(t, b.db.QueryRow(context.Background(), `SELECT count(*) FROM link_tables.contacts WHERE status <> 'success'`).Scan(&authRows))
+	assert.Zero(t, authRows, "no record is marked failed for the credentials")
+
+	b.srv.SetToken("secret")
+	b.srv.SetLatency(0)
+	res := b.run("contacts")
+	assert.Equal(t, engine.RunSucceeded, res.Status)
+	assert.Len(t, b.emails(), 200)
+	for email, n := range b.emails() {
+		assert.Equal(t, 1, n, email)
+	}
+}

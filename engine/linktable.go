@@ -144,6 +144,7 @@ type linkState struct {
 	status   string
 	hash     string
 	rowHash  string
+	errText  string // the row's last error, "" for none
 }
 
 // fetch returns the link rows of ids, keyed by source id text.
@@ -153,7 +154,7 @@ func (lt *linkTable) fetch(ctx context.Context, db dbtx, ids []string) (map[stri
 		return out, nil
 	}
 	rows, err := db.Query(ctx, fmt.Sprintf(
-		`SELECT source_id::text, coalesce(target_id::text, ''), status, coalesce(hash, ''), coalesce(row_hash, '') FROM %s WHERE source_id = ANY($1::text[]::%s[])`,
+		`SELECT source_id::text, coalesce(target_id::text, ''), status, coalesce(hash, ''), coalesce(row_hash, ''), coalesce(error, '') FROM %s WHERE source_id = ANY($1::text[]::%s[])`,
 		lt.ident, lt.sourceType), ids)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", lt.ident, err)
@@ -162,7 +163,7 @@ func (lt *linkTable) fetch(ctx context.Context, db dbtx, ids []string) (map[stri
 	for rows.Next() {
 		var id string
 		var st linkState
-		if err := rows.Scan(&id, &st.targetID, &st.status, &st.hash, &st.rowHash); err != nil {
+		if err := rows.Scan(&id, &st.targetID, &st.status, &st.hash, &st.rowHash, &st.errText); err != nil {
 			return nil, fmt.Errorf("reading %s: %w", lt.ident, err)
 		}
 		out[id] = st

@@ -68,17 +68,21 @@ func (r *runner) finishPage(ctx context.Context, dp *decidedPage, rc *recorder) 
 		rc.submit(&pageOutcome{bookmark: dp.tail})
 		return nil
 	}
-	r.res.Counts.Read += int64(len(dp.recs))
-	r.res.Counts.Invalid += dp.nullIDs
-	r.res.Counts.TargetCalls += dp.lookups
+	r.count(func(c *Counts) {
+		c.Read += int64(len(dp.recs))
+		c.TargetCalls += dp.lookups
+	})
 	out, writeErr := r.write(ctx, dp.items)
-	r.report(dp.items)
+	// What the page's records became counts once their link rows are
+	// committed: a page the warehouse failed to record did not happen.
+	out.counts = r.report(dp.items)
+	out.counts.Invalid += dp.nullIDs
 	if writeErr == nil {
 		out.bookmark = r.nextBookmark(dp.recs)
 	}
 	rc.submit(out)
 	if r.opts.Progress != nil {
-		r.opts.Progress(Progress{Sync: r.s.Name, Counts: r.res.Counts, Elapsed: time.Since(r.started)})
+		r.opts.Progress(Progress{Sync: r.s.Name, Counts: r.counts(), Elapsed: time.Since(r.started)})
 	}
 	if writeErr != nil {
 		return writeErr
@@ -114,7 +118,7 @@ func (r *runner) decide(ctx context.Context, dp *decidedPage) ([]*item, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sync %s: %w", r.s.Name, err)
 	}
-	parents := make([]map[string]string, len(r.parents))
+	parents := make([]map[string]linkState, len(r.parents))
 	for i, plt := range r.parents {
 		var keys []string
 		for _, it := range items {
@@ -122,7 +126,7 @@ func (r *runner) decide(ctx context.Context, dp *decidedPage) ([]*item, error) {
 				keys = append(keys, *k)
 			}
 		}
-		if parents[i], err = plt.targetIDs(ctx, r.e.db, keys); err != nil {
+		if parents[i], err = plt.fetch(ctx, r.e.db, keys); err != nil {
 			return nil, fmt.Errorf("sync %s: %w", r.s.Name, err)
 		}
 	}
@@ -176,21 +180,30 @@ func (r *runner) mapRecord(rec *record) map[string]any {
 
 // resolve puts each relation's parent target id into the mapped record, or
 // says which parent is missing.
-func (r *runner) resolve(it *item, parents []map[string]string) string {
+func (r *runner) resolve(it *item, parents []map[string]linkState) string {
 	for i, rel := range r.s.Relations {
 		key := it.rec.rels[i]
 		if key == nil {
 			it.mapped[rel.Target] = nil
 			continue
 		}
-		tid, ok := parents[i][*key]
-		if !ok {
-			if r.parents[i] == nil {
-				return fmt.Sprintf("parent sync %s has not run yet (no link_tables.%s): run %s first; this record is retried on every run until its parent is synced", rel.Sync, rel.Sync, rel.Sync)
-			}
-			return fmt.Sprintf("parent %s id %s has no target id yet in link_tables.%s: sync %s first; this record is retried on every run until its parent is synced", rel.Sync, *key, rel.Sync, rel.Sync)
+		parent, ok := parents[i][*key]
+		const retried = "this record is retried on every run until its parent is synced"
+		switch {
+		case r.parents[i] == nil:
+			return fmt.Sprintf("parent sync %s has not run yet (no link_tables.%s): run %s first; %s", rel.Sync, rel.Sync, rel.Sync, retried)
+		case !ok:
+			return fmt.Sprintf("parent %s id %s is not in link_tables.%s: %s has not read it (is it in %s's scope?); %s", rel.Sync, *key, rel.Sync, rel.Sync, rel.Sync, retried)
+		case parent.targetID != "":
+			it.mapped[rel.Target] = typedID(parent.targetID, r.parents[i].targetType)
+			continue
+		case parent.status == StatusPending:
+			return fmt.Sprintf("parent %s id %s is pending (its insert's outcome is unknown): settle it first (ferry status %s); %s", rel.Sync, *key, rel.Sync, retried)
+		case parent.status == StatusError:
+			return fmt.Sprintf("parent %s id %s failed: %s; %s", rel.Sync, *key, parent.errText, retried)
+		default:
+			return fmt.Sprintf("parent %s id %s has no target id in link_tables.%s (status %s); %s", rel.Sync, *key, rel.Sync, parent.status, retried)
 		}
-		it.mapped[rel.Target] = typedID(tid, r.parents[i].targetType)
 	}
 	return ""
 }
@@ -363,24 +376,31 @@ func (r *runner) write(ctx context.Context, items []*item) (*pageOutcome, error)
 			results = padded
 		}
 	}
+	calls := int64(0)
 	for i, it := range sent {
 		res := results[i]
 		switch {
 		case !res.Done:
 			it.fail(DecideNotSent, "not_sent", "not sent: the run stopped before this record was written")
+		case res.Err != nil && res.Err.Class == connector.Auth:
+			// The target refused the credentials, not the record (the
+			// requests in flight when they stopped working): untouched.
+			calls++
+			it.fail(DecideNotSent, "not_sent", "not written: the target refused the credentials")
 		case res.Err != nil:
-			r.res.Counts.TargetCalls++
+			calls++
 			it.fail(DecideFail, string(res.Err.Class), r.describeWriteError(changes[i], res.Err))
 			if res.Err.Class == connector.Ambiguous && changes[i].Op == connector.OpInsert {
 				it.class = "pending"
 			}
 		default:
-			r.res.Counts.TargetCalls++
+			calls++
 			if changes[i].Op == connector.OpInsert {
 				it.targetID = res.TargetID
 			}
 		}
 	}
+	r.count(func(c *Counts) { c.TargetCalls += calls })
 	r.writeBack(ctx, sent, changes, results)
 	out.writes = r.linkWrites(items)
 	for _, it := range items {
@@ -408,7 +428,11 @@ func (r *runner) describeWriteError(c connector.Change, err *connector.Error) st
 	case connector.NotFound:
 		msg += fmt.Sprintf("; the target record is gone: delete the row of source id %s from link_tables.%s to insert it again", c.SourceID, r.s.Name)
 	case connector.Ambiguous:
-		msg += "; the target may have applied it: Ferry reconciles before sending it again"
+		if _, finds := r.target.(connector.Finder); finds && len(r.s.Target.MatchOn) > 0 {
+			msg += fmt.Sprintf("; the target may have applied it: the next run looks it up by %s before sending anything again", strings.Join(r.s.Target.MatchOn, ", "))
+		} else {
+			msg += fmt.Sprintf("; the target may have applied it, so it is never sent again blindly: set target.match_on (with a lookup) to let Ferry find it, or settle it in link_tables.%s by hand (ferry status %s says how)", r.s.Name, r.s.Name)
+		}
 	case connector.Rejected:
 		msg += "; fix the source data or the mapping: the record is retried on every run"
 	default:
@@ -456,8 +480,9 @@ func payloadJSON(p map[string]any) *string {
 }
 
 // report counts the page's outcomes and keeps samples.
-func (r *runner) report(items []*item) {
-	c := &r.res.Counts
+func (r *runner) report(items []*item) Counts {
+	var counts Counts
+	c := &counts
 	for _, it := range items {
 		switch it.decision {
 		case DecideInsert:
@@ -485,6 +510,7 @@ func (r *runner) report(items []*item) {
 			})
 		}
 	}
+	return counts
 }
 
 func (r *runner) samples(d Decision) int {
@@ -520,7 +546,7 @@ func (r *runner) writeBack(ctx context.Context, sent []*item, changes []connecto
 		var failure error
 		switch {
 		case i < len(res) && res[i].Done && res[i].Err == nil:
-			r.res.Counts.WrittenBack++
+			r.count(func(c *Counts) { c.WrittenBack++ })
 			continue
 		case i < len(res) && res[i].Err != nil:
 			failure = res[i].Err

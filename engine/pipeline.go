@@ -38,6 +38,7 @@ type pageOutcome struct {
 	unchanged, unchangedHashes []string
 	intent                     int64   // the page's write intent, deleted with the link rows
 	bookmark                   *string // where the bookmark may move once the rows are in
+	counts                     Counts  // what the page's records became, counted once committed
 }
 
 // stream runs the main read past the bookmark, then the records to retry.
@@ -238,6 +239,7 @@ func (rc *recorder) close() error {
 
 func (r *runner) commit(ctx context.Context, out *pageOutcome) error {
 	if r.opts.DryRun || (len(out.writes) == 0 && len(out.unchanged) == 0 && out.intent == 0 && out.bookmark == nil) {
+		r.count(func(c *Counts) { c.add(out.counts) })
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -268,5 +270,6 @@ func (r *runner) commit(ctx context.Context, out *pageOutcome) error {
 	if out.bookmark != nil {
 		r.recordedBookmark = *out.bookmark
 	}
+	r.count(func(c *Counts) { c.add(out.counts) })
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -65,11 +66,27 @@ type Counts struct {
 	Caught int64 `json:"caught,omitempty"`
 }
 
+// RunStatus is how a run ended, as ferry.runs.status says.
+type RunStatus string
+
+// add adds what a page's records became.
+func (c *Counts) add(o Counts) {
+	c.Inserted += o.Inserted
+	c.Updated += o.Updated
+	c.Unchanged += o.Unchanged
+	c.Skipped += o.Skipped
+	c.Invalid += o.Invalid
+	c.Failed += o.Failed
+	c.Caught += o.Caught
+}
+
 // Run statuses.
 const (
-	RunSucceeded = "succeeded"
-	RunFailed    = "failed"
-	RunStopped   = "stopped" // on_error: stop met a failed record
+	RunRunning             RunStatus = "running"
+	RunSucceeded           RunStatus = "succeeded"             // every record read synced (or was unchanged or skipped)
+	RunSucceededWithErrors RunStatus = "succeeded_with_errors" // the run finished, but records failed or were invalid
+	RunFailed              RunStatus = "failed"                // the run as a whole failed: see its error
+	RunStopped             RunStatus = "stopped"               // on_error: stop, or the error budget, ended it early
 )
 
 // Decision is what the engine decided for one record.
@@ -106,7 +123,7 @@ type RunResult struct {
 	RunID          int64          `json:"run_id,omitempty"`
 	Sync           string         `json:"sync"`
 	Reconcile      bool           `json:"reconcile,omitempty"` // the run read the whole scope to catch what incremental reads missed
-	Status         string         `json:"status"`
+	Status         RunStatus      `json:"status"`
 	Counts         Counts         `json:"counts"`
 	BookmarkBefore string         `json:"bookmark_before,omitempty"`
 	BookmarkAfter  string         `json:"bookmark_after,omitempty"`
@@ -144,6 +161,8 @@ type runner struct {
 	opts    RunOptions
 	res     *RunResult
 	started time.Time
+	// countsMu guards res.Counts: the writer and the recorder both add.
+	countsMu sync.Mutex
 
 	sc      *scope
 	lt      *linkTable
@@ -533,6 +552,20 @@ func textOrNil(v any) *string {
 	return nil
 }
 
+// count changes the run's counts.
+func (r *runner) count(f func(c *Counts)) {
+	r.countsMu.Lock()
+	f(&r.res.Counts)
+	r.countsMu.Unlock()
+}
+
+// counts returns a copy of the run's counts.
+func (r *runner) counts() Counts {
+	r.countsMu.Lock()
+	defer r.countsMu.Unlock()
+	return r.res.Counts
+}
+
 // finish records the run's outcome.
 func (r *runner) finish(ctx context.Context, runErr error) {
 	r.collect()
@@ -541,6 +574,8 @@ func (r *runner) finish(ctx context.Context, runErr error) {
 	case runErr != nil:
 		r.res.Status = RunFailed
 		r.res.Error = r.e.redact.Redact(runErr.Error())
+	case r.res.Status == "" && (r.res.Counts.Failed > 0 || r.res.Counts.Invalid > 0):
+		r.res.Status = RunSucceededWithErrors
 	case r.res.Status == "":
 		r.res.Status = RunSucceeded
 	}
@@ -553,7 +588,7 @@ func (r *runner) finish(ctx context.Context, runErr error) {
 		msg = &r.res.Error
 	}
 	err := r.e.q.RunFinish(ctx, queries.RunFinishParams{
-		ID: r.runID, Status: r.res.Status, Read: c.Read, Inserted: c.Inserted, Updated: c.Updated,
+		ID: r.runID, Status: string(r.res.Status), Read: c.Read, Inserted: c.Inserted, Updated: c.Updated,
 		Unchanged: c.Unchanged, Skipped: c.Skipped, Invalid: c.Invalid, Failed: c.Failed,
 		TargetCalls: c.TargetCalls, Lookups: c.Lookups, Caught: c.Caught, BookmarkAfter: after, Error: msg,
 	})
