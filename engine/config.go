@@ -50,6 +50,10 @@ type Sync struct {
 	// Transform names a Starlark file (relative to the sync file) defining
 	// transform(source_record, target_record, pq, target_id=None).
 	Transform string `json:"transform,omitempty"`
+	// ErrorBudget stops a run whose recent records fail the same way,
+	// instead of letting it burn through every record (default: 45 of the
+	// last 50).
+	ErrorBudget *ErrorBudget `json:"error_budget,omitempty"`
 
 	// File is where the sync was loaded from, for error messages.
 	File string `json:"-"`
@@ -107,6 +111,20 @@ type WriteBack struct {
 	Field      string `json:"field"`
 }
 
+// ErrorBudget says when a run stops early: once Window records have been
+// tried and at least Share of the last Window failed with the same error
+// (the same class and message, numbers aside). Window 0 turns it off.
+type ErrorBudget struct {
+	Window int     `json:"window"`
+	Share  float64 `json:"share,omitempty"`
+}
+
+// Defaults of the error budget.
+const (
+	DefaultBudgetWindow = 50
+	DefaultBudgetShare  = 0.9
+)
+
 // Relation resolves a source foreign key through a parent sync's link table.
 type Relation struct {
 	Source string `json:"source"` // FK column in the scope
@@ -148,6 +166,12 @@ func (s *Sync) applyDefaults() {
 	}
 	if s.Source.Timeout.Duration == 0 {
 		s.Source.Timeout.Duration = DefaultScopeTimeout
+	}
+	if s.ErrorBudget == nil {
+		s.ErrorBudget = &ErrorBudget{Window: DefaultBudgetWindow, Share: DefaultBudgetShare}
+	}
+	if s.ErrorBudget.Share == 0 {
+		s.ErrorBudget.Share = DefaultBudgetShare
 	}
 	if !s.Source.ReconcileEvery.set {
 		s.Source.ReconcileEvery.Duration = DefaultReconcileEvery

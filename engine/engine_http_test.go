@@ -268,3 +268,38 @@ func TestCredentialsRevokedMidRunLeaveInFlightRecordsUntouched(t *testing.T) {
 		assert.Equal(t, 1, n, email)
 	}
 }
+
+// A target that fails every write: the run stops once the error budget is
+// spent, says why, and leaves the records it did not try untouched.
+func TestRunStopsWhenRecentRecordsAllFailTheSameWay(t *testing.T) {
+	t.Parallel()
+	b := setupCRM(t, crmContactsSync())
+	b.exec(`INSERT INTO crm.contacts (id, name, email) SELECT g, 'P' || g, 'p' || g || '@x.test' FROM generate_series(1, 1000) g`)
+	b.srv.FailNext(1_000_000, 500)
+	res, err := b.eng.Run(context.Background(), "contacts", engine.RunOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, engine.RunStopped, res.Status)
+	assert.Contains(t, res.Error, "of the last 50 records failed the same way")
+	assert.Contains(t, res.Error, "HTTP 500")
+	assert.Less(t, res.Counts.Failed, int64(150), "it stops soon after the budget is spent")
+	var rows int
+	require.NoError(t, b.db.QueryRow(context.Background(), `SELECT count(*) FROM link_tables.contacts`).Scan(&rows))
+	assert.Equal(t, int(res.Counts.Failed), rows, "records not tried have no row")
+}
+
+// A target nobody answers for: the run stops after the connector's retries,
+// once, and touches no record.
+func TestUnreachableTargetStopsTheRunOnce(t *testing.T) {
+	t.Parallel()
+	b := setupCRM(t, crmContactsSync())
+	b.exec(`INSERT INTO crm.contacts (id, name, email) SELECT g, 'P' || g, 'p' || g || '@x.test' FROM generate_series(1, 500) g`)
+	b.srv.Close()
+	start := time.Now()
+	_, err := b.eng.Run(context.Background(), "contacts", engine.RunOptions{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "connection crm cannot be reached")
+	assert.Less(t, time.Since(start), 10*time.Second)
+	var rows int
+	require.NoError(t, b.db.QueryRow(context.Background(), `SELECT count(*) FROM link_tables.contacts`).Scan(&rows))
+	assert.Zero(t, rows)
+}

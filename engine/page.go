@@ -9,10 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ferry-sync/ferry/engine/connector"
-	"github.com/ferry-sync/ferry/queries"
 )
 
 // item is one record on its way through a page.
@@ -29,6 +26,7 @@ type item struct {
 	reason   string
 	class    string
 	printed  []string
+	recorded bool // its outcome went to the recorder with its chunk
 }
 
 // decidedPage is a page the decider stage has prepared for the writer.
@@ -50,9 +48,15 @@ func (r *runner) decidePage(ctx context.Context, pg *page) *decidedPage {
 		return dp
 	}
 	dp.items, dp.err = r.decide(ctx, dp)
-	if dp.err == nil {
-		dp.err = r.transform(ctx, dp.items)
+	if dp.err != nil {
+		return dp
 	}
+	for _, it := range dp.items {
+		if (it.decision == DecideFail || it.decision == DecideInvalid) && r.budget.observe(it.class, it.reason) {
+			r.halt(r.budget.stopped())
+		}
+	}
+	dp.err = r.transform(ctx, dp.items)
 	return dp
 }
 
@@ -95,6 +99,10 @@ func (r *runner) finishPage(ctx context.Context, dp *decidedPage, rc *recorder) 
 				return nil
 			}
 		}
+	}
+	if why := r.haltReason(); why != "" {
+		r.res.Status = RunStopped
+		r.res.Error = r.e.redact.Redact(why)
 	}
 	return nil
 }
@@ -321,103 +329,6 @@ func (r *runner) matchHint() string {
 	return ""
 }
 
-// write notes the page's write intent, sends the changes and returns the
-// link rows that record every outcome (committed by the recorder).
-func (r *runner) write(ctx context.Context, items []*item) (*pageOutcome, error) {
-	out := &pageOutcome{}
-	var changes []connector.Change
-	var sent []*item
-	for _, it := range items {
-		switch it.decision {
-		case DecideInsert:
-			changes = append(changes, connector.Change{Op: connector.OpInsert, SourceID: it.id, Payload: it.payload})
-			sent = append(sent, it)
-		case DecideUpdate:
-			changes = append(changes, connector.Change{Op: connector.OpUpdate, SourceID: it.id, TargetID: it.targetID, Payload: it.payload})
-			sent = append(sent, it)
-		}
-	}
-	if r.opts.DryRun {
-		return out, nil
-	}
-	// An insert whose answer is lost must not become a duplicate: note the
-	// page's inserts first, so that if this process dies mid-write the next
-	// run reconciles them instead of inserting again.
-	var inserts []string
-	for _, it := range sent {
-		if it.decision == DecideInsert {
-			inserts = append(inserts, it.id)
-		}
-	}
-	var intent int64
-	if len(inserts) > 0 {
-		err := r.fenced(ctx, func(tx pgx.Tx) error {
-			var err error
-			intent, err = r.e.q.WithTx(tx).IntentAdd(ctx, queries.IntentAddParams{Sync: r.s.Name, RunID: &r.runID, SourceIds: inserts})
-			return err
-		})
-		if err != nil {
-			return out, fmt.Errorf("sync %s: recording write intents: %w", r.s.Name, err)
-		}
-	}
-	out.intent = intent
-	var results []connector.Result
-	var callErr error
-	if len(changes) > 0 {
-		results, callErr = r.target.Write(ctx, r.s.Target.Object, changes)
-		if r.xf != nil {
-			// A cached "not found" would turn into a duplicate insert.
-			r.xf.ForgetLookups("")
-			r.xf.ForgetLookups(r.s.Target.Connection)
-		}
-		if len(results) != len(changes) {
-			padded := make([]connector.Result, len(changes))
-			copy(padded, results)
-			results = padded
-		}
-	}
-	calls := int64(0)
-	for i, it := range sent {
-		res := results[i]
-		switch {
-		case !res.Done:
-			it.fail(DecideNotSent, "not_sent", "not sent: the run stopped before this record was written")
-		case res.Err != nil && res.Err.Class == connector.Auth:
-			// The target refused the credentials, not the record (the
-			// requests in flight when they stopped working): untouched.
-			calls++
-			it.fail(DecideNotSent, "not_sent", "not written: the target refused the credentials")
-		case res.Err != nil:
-			calls++
-			it.fail(DecideFail, string(res.Err.Class), r.describeWriteError(changes[i], res.Err))
-			if res.Err.Class == connector.Ambiguous && changes[i].Op == connector.OpInsert {
-				it.class = "pending"
-			}
-		default:
-			calls++
-			if changes[i].Op == connector.OpInsert {
-				it.targetID = res.TargetID
-			}
-		}
-	}
-	r.count(func(c *Counts) { c.TargetCalls += calls })
-	r.writeBack(ctx, sent, changes, results)
-	out.writes = r.linkWrites(items)
-	for _, it := range items {
-		if it.decision == DecideUnchanged && (it.link.status != StatusSuccess || it.link.rowHash != it.rec.rowHash) {
-			out.unchanged = append(out.unchanged, it.id)
-			out.unchangedHashes = append(out.unchangedHashes, it.rec.rowHash)
-		}
-	}
-	if callErr != nil {
-		if connector.ClassOf(callErr) == connector.Auth {
-			return out, fmt.Errorf("sync %s: connection %s refused the credentials: %w; fix them (see the connection's auth settings) and run again: records not written yet are untouched", r.s.Name, r.s.Target.Connection, callErr)
-		}
-		return out, fmt.Errorf("sync %s: writing to connection %s: %w", r.s.Name, r.s.Target.Connection, callErr)
-	}
-	return out, nil
-}
-
 func (r *runner) describeWriteError(c connector.Change, err *connector.Error) string {
 	what := "inserting"
 	if c.Op == connector.OpUpdate {
@@ -445,6 +356,9 @@ func (r *runner) describeWriteError(c connector.Change, err *connector.Error) st
 func (r *runner) linkWrites(items []*item) []linkWrite {
 	var ws []linkWrite
 	for _, it := range items {
+		if it.recorded {
+			continue
+		}
 		switch it.decision {
 		case DecideInsert, DecideUpdate:
 			tid := it.targetID
@@ -484,6 +398,9 @@ func (r *runner) report(items []*item) Counts {
 	var counts Counts
 	c := &counts
 	for _, it := range items {
+		if it.recorded {
+			continue
+		}
 		switch it.decision {
 		case DecideInsert:
 			c.Inserted++

@@ -36,7 +36,7 @@ type pageOutcome struct {
 	// link rows need their row hash or status brought up to date: one cheap
 	// UPDATE instead of an upsert per row.
 	unchanged, unchangedHashes []string
-	intent                     int64   // the page's write intent, deleted with the link rows
+	intents                    []int64 // the page's write intents, deleted with the link rows
 	bookmark                   *string // where the bookmark may move once the rows are in
 	counts                     Counts  // what the page's records became, counted once committed
 }
@@ -62,6 +62,7 @@ func (r *runner) stream(ctx context.Context, tx pgx.Tx) (err error) {
 		}
 	}()
 	rec := r.startRecorder(ctx)
+	r.rec = rec
 	defer func() {
 		stopUpstream()
 		for range decided { // let the decider finish
@@ -205,14 +206,30 @@ func (r *runner) startRecorder(ctx context.Context) *recorder {
 	// What was written to the target must be recorded even when the run is
 	// cancelled (Ctrl-C): the recorder outlives the run's context a little.
 	ctx = context.WithoutCancel(ctx)
-	rc := &recorder{in: make(chan *pageOutcome, 1), done: make(chan struct{})}
+	rc := &recorder{in: make(chan *pageOutcome, recorderQueue), done: make(chan struct{})}
 	go func() {
 		defer close(rc.done)
 		for out := range rc.in {
+			// Whatever queued up while the last commit ran goes in one
+			// transaction, in order: prompt when the warehouse keeps up,
+			// cheap when it does not.
+			batch := []*pageOutcome{out}
+		drain:
+			for len(batch) < recorderQueue {
+				select {
+				case more, ok := <-rc.in:
+					if !ok {
+						break drain
+					}
+					batch = append(batch, more)
+				default:
+					break drain
+				}
+			}
 			if rc.err() != nil {
 				continue
 			}
-			if err := r.commit(ctx, out); err != nil {
+			if err := r.commit(ctx, merge(batch)); err != nil {
 				rc.mu.Lock()
 				rc.fail = err
 				rc.mu.Unlock()
@@ -220,6 +237,29 @@ func (r *runner) startRecorder(ctx context.Context) *recorder {
 		}
 	}()
 	return rc
+}
+
+// recorderQueue is how many outcomes (chunks and pages) may wait for the
+// recorder, and how many it commits together at most.
+const recorderQueue = 64
+
+// merge joins outcomes into one, in order: the bookmark is the last one's.
+func merge(outs []*pageOutcome) *pageOutcome {
+	if len(outs) == 1 {
+		return outs[0]
+	}
+	m := &pageOutcome{}
+	for _, o := range outs {
+		m.writes = append(m.writes, o.writes...)
+		m.unchanged = append(m.unchanged, o.unchanged...)
+		m.unchangedHashes = append(m.unchangedHashes, o.unchangedHashes...)
+		m.intents = append(m.intents, o.intents...)
+		m.counts.add(o.counts)
+		if o.bookmark != nil {
+			m.bookmark = o.bookmark
+		}
+	}
+	return m
 }
 
 func (rc *recorder) submit(out *pageOutcome) { rc.in <- out }
@@ -238,7 +278,7 @@ func (rc *recorder) close() error {
 }
 
 func (r *runner) commit(ctx context.Context, out *pageOutcome) error {
-	if r.opts.DryRun || (len(out.writes) == 0 && len(out.unchanged) == 0 && out.intent == 0 && out.bookmark == nil) {
+	if r.opts.DryRun || (len(out.writes) == 0 && len(out.unchanged) == 0 && len(out.intents) == 0 && out.bookmark == nil) {
 		r.count(func(c *Counts) { c.add(out.counts) })
 		return nil
 	}
@@ -252,8 +292,8 @@ func (r *runner) commit(ctx context.Context, out *pageOutcome) error {
 			return err
 		}
 		q := r.e.q.WithTx(tx)
-		if out.intent != 0 {
-			if err := q.IntentDelete(ctx, out.intent); err != nil {
+		for _, id := range out.intents {
+			if err := q.IntentDelete(ctx, id); err != nil {
 				return fmt.Errorf("clearing write intents: %w", err)
 			}
 		}

@@ -309,6 +309,9 @@ func (s *Sync) check() []error {
 			claim(f.Target, where)
 		}
 	}
+	if b := s.ErrorBudget; b != nil && (b.Window < 0 || b.Share < 0 || b.Share > 1) {
+		bad("error_budget", "window must be 0 (off) or more, share between 0 and 1 (e.g. {window: 50, share: 0.9})")
+	}
 	if wb := s.WriteBack; wb != nil && (wb.Connection == "" || wb.Object == "" || wb.Field == "") {
 		bad("write_back", "write_back needs connection (the source application), object and field (which receives the new id)")
 	}

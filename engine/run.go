@@ -163,6 +163,12 @@ type runner struct {
 	started time.Time
 	// countsMu guards res.Counts: the writer and the recorder both add.
 	countsMu sync.Mutex
+	budget   *budget   // nil when the sync has none
+	rec      *recorder // the recorder of the stream running
+
+	haltMu  sync.Mutex
+	haltSet bool   // the run stops sending (budget, on_error: stop)
+	haltWhy string // why, when the stage that halted says it itself
 
 	sc      *scope
 	lt      *linkTable
@@ -343,6 +349,9 @@ func (r *runner) prepare(ctx context.Context) error {
 	r.finger = fingerprint(s)
 	r.byName, r.hashed = r.sc.derivedColumns(s)
 	r.plan = readPlan{link: r.lt, parents: r.parents, finger: r.finger, hashed: r.hashed}
+	if !r.opts.DryRun {
+		r.budget = newBudget(s.ErrorBudget)
+	}
 	if s.IsIncremental() && !r.opts.Full {
 		v, err := r.e.q.BookmarkGet(ctx, s.Name)
 		switch {
@@ -550,6 +559,29 @@ func textOrNil(v any) *string {
 		return &s
 	}
 	return nil
+}
+
+// halt asks the run to stop sending: the decider and the writer stop at
+// their next record. why goes to the run's error ("": the writer words it).
+func (r *runner) halt(why string) {
+	r.haltMu.Lock()
+	defer r.haltMu.Unlock()
+	r.haltSet = true
+	if r.haltWhy == "" {
+		r.haltWhy = why
+	}
+}
+
+func (r *runner) halted() bool {
+	r.haltMu.Lock()
+	defer r.haltMu.Unlock()
+	return r.haltSet
+}
+
+func (r *runner) haltReason() string {
+	r.haltMu.Lock()
+	defer r.haltMu.Unlock()
+	return r.haltWhy
 }
 
 // count changes the run's counts.

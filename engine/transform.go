@@ -49,6 +49,23 @@ func (r *runner) transform(ctx context.Context, items []*item) error {
 	if len(todo) == 0 {
 		return nil
 	}
+	// In batches, so that a transform failing every record (out of memory,
+	// say) spends the error budget and stops the run within a page.
+	const batch = 100
+	for start := 0; start < len(todo); start += batch {
+		if r.halted() {
+			notSent(todo[start:], "not transformed: the run stopped")
+			return nil
+		}
+		if err := r.transformBatch(ctx, todo[start:min(start+batch, len(todo))]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// transformBatch runs the transform on items and applies what it decided.
+func (r *runner) transformBatch(ctx context.Context, todo []*item) error {
 	inputs := make([]scripting.TransformInput, len(todo))
 	for i, it := range todo {
 		inputs[i] = scripting.TransformInput{SourceID: it.id, Source: it.rec.values, Target: it.mapped, TargetID: it.targetID, Host: r.host}
@@ -63,6 +80,9 @@ func (r *runner) transform(ctx context.Context, items []*item) error {
 			}
 			it.payload = nil
 			it.fail(DecideFail, "script", fmt.Sprintf("%v; fix the transform: the record is retried on every run", res.Err))
+			if r.budget.observe(it.class, it.reason) {
+				r.halt(r.budget.stopped())
+			}
 			continue
 		}
 		out := res.Output

@@ -143,10 +143,11 @@ def transform(source_record, target_record, pq, target_id=None):
 			if onError == engine.OnErrorStop {
 				assert.Equal(t, engine.RunStopped, res.Status)
 				assert.Contains(t, res.Error, "stopped at source id 2")
+				assert.Len(t, b.target.Records("partners"), 1, "the record before it is written, the one after it is not")
 			} else {
 				assert.Equal(t, engine.RunSucceededWithErrors, res.Status)
+				assert.Len(t, b.target.Records("partners"), 2, "the other records of the page are written")
 			}
-			assert.Len(t, b.target.Records("partners"), 2, "the other records of the page are written")
 		})
 	}
 }
@@ -222,4 +223,20 @@ def transform(source_record, target_record, pq, target_id=None):
 	assert.Equal(t, src, dst)
 	assert.Contains(t, dst, "12345678901234567890.123456789")
 	assert.Contains(t, dst, "9007199254740993")
+}
+
+// A transform that fails every record spends the error budget: the run
+// stops within the page instead of running the script on every record.
+func TestTransformFailingEveryRecordStopsTheRun(t *testing.T) {
+	t.Parallel()
+	b := setupScript(t, transformSync(`
+def transform(source_record, target_record, pq, target_id=None):
+    fail("the lookup table is gone")
+`))
+	b.exec(`INSERT INTO crm.companies (id, name) SELECT g, 'C' || g FROM generate_series(1, 900) g`)
+	res := b.run("companies")
+	assert.Equal(t, engine.RunStopped, res.Status)
+	assert.Contains(t, res.Error, "50 of the last 50 records failed the same way")
+	assert.Contains(t, res.Error, "the lookup table is gone")
+	assert.LessOrEqual(t, res.Counts.Failed, int64(100), "at most one batch of the transform past the budget")
 }

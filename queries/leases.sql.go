@@ -160,3 +160,41 @@ func (q *Queries) LeaseSetRun(ctx context.Context, arg LeaseSetRunParams) (int64
 	}
 	return result.RowsAffected(), nil
 }
+
+const leaseTakeOver = `-- name: LeaseTakeOver :one
+UPDATE ferry.leases SET
+    holder = $1,
+    epoch = epoch + 1,
+    run_id = NULL,
+    acquired_at = now(),
+    renewed_at = now(),
+    expires_at = now() + make_interval(secs => $2::float8)
+WHERE name = $3 AND epoch = $4
+RETURNING epoch, expires_at
+`
+
+type LeaseTakeOverParams struct {
+	Holder     string  `json:"holder"`
+	TtlSeconds float64 `json:"ttl_seconds"`
+	Name       string  `json:"name"`
+	Epoch      int64   `json:"epoch"`
+}
+
+type LeaseTakeOverRow struct {
+	Epoch     int64     `json:"epoch"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Takes the lease from a holder known to be dead, only if it still holds
+// it (epoch), whatever its expiry.
+func (q *Queries) LeaseTakeOver(ctx context.Context, arg LeaseTakeOverParams) (LeaseTakeOverRow, error) {
+	row := q.db.QueryRow(ctx, leaseTakeOver,
+		arg.Holder,
+		arg.TtlSeconds,
+		arg.Name,
+		arg.Epoch,
+	)
+	var i LeaseTakeOverRow
+	err := row.Scan(&i.Epoch, &i.ExpiresAt)
+	return i, err
+}

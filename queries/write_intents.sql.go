@@ -28,6 +28,36 @@ func (q *Queries) IntentAdd(ctx context.Context, arg IntentAddParams) (int64, er
 	return id, err
 }
 
+const intentAddFenced = `-- name: IntentAddFenced :one
+INSERT INTO ferry.write_intents (sync, run_id, source_ids)
+SELECT $1, $2, $3::text[]
+WHERE EXISTS (SELECT 1 FROM ferry.leases WHERE name = $4 AND epoch = $5 FOR SHARE)
+RETURNING id
+`
+
+type IntentAddFencedParams struct {
+	Sync      string   `json:"sync"`
+	RunID     *int64   `json:"run_id"`
+	SourceIds []string `json:"source_ids"`
+	Lease     string   `json:"lease"`
+	Epoch     int64    `json:"epoch"`
+}
+
+// Notes the inserts about to be sent, in one statement that commits only
+// while the run still holds its sync's lease (name, epoch): no row, no send.
+func (q *Queries) IntentAddFenced(ctx context.Context, arg IntentAddFencedParams) (int64, error) {
+	row := q.db.QueryRow(ctx, intentAddFenced,
+		arg.Sync,
+		arg.RunID,
+		arg.SourceIds,
+		arg.Lease,
+		arg.Epoch,
+	)
+	var id int64
+	err := row.Scan(&id)
+	return id, err
+}
+
 const intentDelete = `-- name: IntentDelete :exec
 DELETE FROM ferry.write_intents WHERE id = $1
 `

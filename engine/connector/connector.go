@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 )
 
@@ -95,7 +96,22 @@ const (
 	Ambiguous Class = "ambiguous"
 	// NotFound: an update addressed a target id the target does not have.
 	NotFound Class = "not_found"
+	// Unreachable: the target could not be reached at all (connection
+	// refused, no such host) after the connector's retries, so nothing was
+	// sent: the call stops, like Auth, and the run with it.
+	Unreachable Class = "unreachable"
 )
+
+// Unreached reports whether err says the target could not be reached at
+// all: no connection was made, so no request can have arrived.
+func Unreached(err error) bool {
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
 
 // Error is a classified failure of one change or of a whole call.
 type Error struct {
@@ -126,4 +142,12 @@ func ClassOf(err error) Class {
 		return ce.Class
 	}
 	return ""
+}
+
+// Pacer is the optional capability to say how many writes a target keeps
+// in flight at once. The engine hands such a target its changes in chunks
+// of a few times that, each preceded by its write intent, so that a crash
+// leaves only the changes of the chunks in flight to settle, not a page's.
+type Pacer interface {
+	InFlight() int
 }

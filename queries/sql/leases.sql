@@ -42,3 +42,16 @@ FROM ferry.leases WHERE name = @name AND epoch = @epoch FOR SHARE;
 -- name: LeaseRelease :exec
 UPDATE ferry.leases SET expires_at = '-infinity', run_id = NULL
 WHERE name = @name AND epoch = @epoch;
+
+-- name: LeaseTakeOver :one
+-- Takes the lease from a holder known to be dead, only if it still holds
+-- it (epoch), whatever its expiry.
+UPDATE ferry.leases SET
+    holder = @holder,
+    epoch = epoch + 1,
+    run_id = NULL,
+    acquired_at = now(),
+    renewed_at = now(),
+    expires_at = now() + make_interval(secs => @ttl_seconds::float8)
+WHERE name = @name AND epoch = @epoch
+RETURNING epoch, expires_at;

@@ -96,6 +96,12 @@ func (t *Target) send(ctx context.Context, c *call, rq request) (response, *conn
 					return response{}, nil, false
 				}
 				continue
+			case !sent && connector.Unreached(err):
+				// Nothing reached the target, after every retry: every other
+				// request of the call would meet the same.
+				e := t.newError(connector.Unreachable, 0, where+": cannot reach "+t.s.baseURL+": "+t.describe(err), err)
+				c.Stop(e)
+				return response{}, e, true
 			default:
 				return response{}, t.newError(connector.Retryable, 0, where+": "+t.describe(err), err), true
 			}

@@ -368,3 +368,6 @@ func queryValue(v any) (string, error) {
 		return "", fmt.Errorf("cannot match on a %T value", v)
 	}
 }
+
+// InFlight is how many requests the target sends at once (connector.Pacer).
+func (t *Target) InFlight() int { return t.s.concurrency }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ferry-sync/ferry/engine/connector"
@@ -271,14 +272,24 @@ func TestTimeouts(t *testing.T) {
 		require.Equal(t, "New", rec["name"])
 	})
 
-	t.Run("a connection refused before sending is retried, then Retryable", func(t *testing.T) {
+	t.Run("a connection refused is retried, then Unreachable, and the call stops", func(t *testing.T) {
 		t.Parallel()
 		closed := httptest.NewServer(http.NotFoundHandler())
 		closed.Close()
 		target := newTarget(t, fastConfig(closed.URL))
-		res, err := target.Write(context.Background(), "contacts", []connector.Change{insertOf(map[string]any{"a": 1})})
-		require.NoError(t, err)
-		require.Equal(t, connector.Retryable, res[0].Err.Class, "nothing was sent, so even an insert is retryable")
+		changes := []connector.Change{insertOf(map[string]any{"a": 1}), insertOf(map[string]any{"a": 2}), insertOf(map[string]any{"a": 3})}
+		res, err := target.Write(context.Background(), "contacts", changes)
+		require.Error(t, err)
+		assert.Equal(t, connector.Unreachable, connector.ClassOf(err))
+		assert.Contains(t, err.Error(), "cannot reach "+closed.URL)
+		unreachable := 0
+		for _, r := range res {
+			if r.Done {
+				assert.Equal(t, connector.Unreachable, r.Err.Class, "nothing was sent")
+				unreachable++
+			}
+		}
+		assert.GreaterOrEqual(t, unreachable, 1)
 	})
 }
 

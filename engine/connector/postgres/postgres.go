@@ -275,3 +275,6 @@ func Check(cfg Config) error {
 	}
 	return nil
 }
+
+// InFlight is how many statements the target runs at once (connector.Pacer).
+func (t *Target) InFlight() int { return t.concurrency }

@@ -196,6 +196,10 @@ func (t *Target) writeChange(ctx context.Context, c *call, ch connector.Change) 
 			continue
 		case o.err.Class == connector.Auth:
 			c.Stop(o.err)
+		case !sent && o.err.Class == connector.Retryable && isConnectError(err):
+			// No connection after every retry: the others would fail alike.
+			o.err.Class = connector.Unreachable
+			c.Stop(o.err)
 		}
 		return connector.Result{Done: true, TargetID: ch.TargetID, Err: o.err}
 	}
@@ -342,4 +346,10 @@ func inUTC(v any) any {
 	default:
 		return v
 	}
+}
+
+// isConnectError reports a failure to connect to the database at all.
+func isConnectError(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce) || connector.Unreached(err)
 }

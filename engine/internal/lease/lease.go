@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,13 +51,42 @@ func (e *HeldError) Error() string {
 	return msg + fmt.Sprintf(", renewed until %s from now", e.ExpiresIn.Round(time.Second))
 }
 
-// Holder names this process in leases: host, pid and a random part, so
-// that two processes never take each other for the same holder.
+// Holder names this process in leases: host, the machine and process
+// namespace it runs in, pid and a random part, so that two processes never
+// take each other for the same holder.
 func Holder() string {
-	host, _ := os.Hostname()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	return fmt.Sprintf("%s/%d/%s", machine(), os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// machine names where pids mean the same thing: the host name, the boot
+// (two machines never share one) and the pid namespace (two containers on
+// one kernel do not see each other's processes).
+func machine() string {
+	host, _ := os.Hostname()
+	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	ns, _ := os.Readlink("/proc/self/ns/pid")
+	return fmt.Sprintf("%s[%s%s]", host, strings.TrimSpace(string(boot)), ns)
+}
+
+// holderGone reports whether holder is a process of this machine that no
+// longer exists: its claim can be taken at once, since a dead process
+// writes nothing. Anything less certain waits for the lease to expire.
+func holderGone(holder string) bool {
+	i := strings.LastIndex(holder, "/")
+	if i < 0 {
+		return false
+	}
+	j := strings.LastIndex(holder[:i], "/")
+	if j < 0 || holder[:j] != machine() || strings.Contains(machine(), "[]") {
+		return false
+	}
+	pid, err := strconv.Atoi(holder[j+1 : i])
+	if err != nil || pid <= 0 || pid == os.Getpid() {
+		return false
+	}
+	return !processAlive(pid)
 }
 
 // Lease is a claim on one name, renewed in the background while held.
@@ -92,7 +122,19 @@ func Acquire(ctx context.Context, db *pgxpool.Pool, name, holder string, ttl tim
 		if gerr != nil {
 			return nil, fmt.Errorf("lease %s is held, and reading who holds it failed: %w", name, gerr)
 		}
-		return nil, &HeldError{Name: name, Holder: cur.Holder, RunID: ptrOr(cur.RunID), ExpiresIn: cur.ExpiresAt.Sub(cur.DbNow)}
+		if !holderGone(cur.Holder) {
+			return nil, &HeldError{Name: name, Holder: cur.Holder, RunID: ptrOr(cur.RunID), ExpiresIn: cur.ExpiresAt.Sub(cur.DbNow)}
+		}
+		// Its holder died (kill -9, a crash) on this machine: take it over
+		// from exactly that holder, at once.
+		took, err := q.LeaseTakeOver(ctx, queries.LeaseTakeOverParams{Name: name, Holder: holder, Epoch: cur.Epoch, TtlSeconds: ttl.Seconds()})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return Acquire(ctx, db, name, holder, ttl) // someone else was quicker: look again
+		}
+		if err != nil {
+			return nil, fmt.Errorf("taking over lease %s from a dead process: %w", name, err)
+		}
+		return &Lease{db: db, q: q, name: name, holder: holder, epoch: took.Epoch, ttl: ttl, validUntil: asked.Add(ttl)}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("taking lease %s: %w", name, err)
@@ -230,3 +272,6 @@ func (l *Lease) Release(ctx context.Context) {
 	defer cancel()
 	_ = l.q.LeaseRelease(ctx, queries.LeaseReleaseParams{Name: l.name, Epoch: l.epoch})
 }
+
+// Name is the lease's name ("sync:contacts").
+func (l *Lease) Name() string { return l.name }
