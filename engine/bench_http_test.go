@@ -26,6 +26,7 @@ import (
 	"github.com/ferry-sync/ferry/engine/connector/crmtest"
 	httptarget "github.com/ferry-sync/ferry/engine/connector/http"
 	"github.com/ferry-sync/ferry/engine/enginetest"
+	"github.com/ferry-sync/ferry/engine/project"
 )
 
 // The REST benchmarks run the CRM-like server in a child process (this test
@@ -190,9 +191,8 @@ func benchHTTP(b *testing.B, concurrency, rows int) {
 	crm := startCRM(b, crmLatency)
 	s := benchSync()
 	wh := setupBench(b, rows, &enginetest.Discard{}, s)
-	// The connection is declared as in a project and opened by
-	// engine.OpenTarget, a new target for every run.
-	b.Setenv("FERRY_BENCH_CRM_TOKEN", crmToken)
+	// The connection is declared as in a project and opened by its kind,
+	// a new target for every run.
 	settings, err := json.Marshal(map[string]any{
 		"base_url":    crm.URL,
 		"auth":        map[string]any{"type": "bearer", "token_env": "FERRY_BENCH_CRM_TOKEN"},
@@ -200,17 +200,18 @@ func benchHTTP(b *testing.B, concurrency, rows int) {
 		"objects":     map[string]any{"partners": map[string]any{}},
 	})
 	require.NoError(b, err)
-	p, err := engine.NewProject(map[string]engine.Connection{"erp": {Kind: "http", Settings: settings}}, s)
+	p, err := project.New(nil, map[string]project.Connection{"erp": {Kind: "http", Settings: settings}}, s)
 	require.NoError(b, err)
 	var busy atomic.Int64
-	open := func(ctx context.Context, c engine.Connection) (connector.Target, error) {
-		t, err := engine.OpenTarget(ctx, c)
+	open := func(ctx context.Context, c project.Connection) (connector.Target, error) {
+		env := func(name string) (string, bool) { return crmToken, name == "FERRY_BENCH_CRM_TOKEN" }
+		t, err := httptarget.Kind().Open(ctx, c.Settings, env)
 		if err != nil {
 			return nil, err
 		}
 		return timedTarget{Target: t.(*httptarget.Target), busy: &busy}, nil
 	}
-	bb := &testBundle{db: wh.db, eng: engine.New(wh.db, p, engine.Options{Open: open})}
+	bb := &testBundle{db: wh.db, eng: engine.New(wh.db, engine.StaticProject(p), engine.Options{Open: open}), proj: p}
 
 	var elapsed, clientCPU time.Duration
 	var total crmStats

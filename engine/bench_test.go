@@ -13,6 +13,7 @@ import (
 	"github.com/ferry-sync/ferry/engine"
 	"github.com/ferry-sync/ferry/engine/connector"
 	"github.com/ferry-sync/ferry/engine/enginetest"
+	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/ferry-sync/ferry/queries/dbtest"
 )
 
@@ -31,7 +32,7 @@ CREATE TABLE crm.companies (
     _sdc_batched_at timestamptz NOT NULL);
 `
 
-func setupBench(b *testing.B, rows int, target connector.Target, s *engine.Sync) *testBundle {
+func setupBench(b *testing.B, rows int, target connector.Target, s *project.Sync) *testBundle {
 	b.Helper()
 	db := dbtest.NewPool(b)
 	ctx := context.Background()
@@ -45,18 +46,18 @@ func setupBench(b *testing.B, rows int, target connector.Target, s *engine.Sync)
 	require.NoError(b, err)
 	_, err = db.Exec(ctx, `CREATE INDEX ON crm.companies (_sdc_batched_at); ANALYZE crm.companies`)
 	require.NoError(b, err)
-	p, err := engine.NewProject(map[string]engine.Connection{"erp": testConnection}, s)
+	p, err := project.New(nil, map[string]project.Connection{"erp": testConnection}, s)
 	require.NoError(b, err)
-	eng := engine.New(db, p, engine.Options{Open: only(target)})
-	return &testBundle{db: db, eng: eng}
+	eng := engine.New(db, engine.StaticProject(p), engine.Options{Open: only(target)})
+	return &testBundle{db: db, eng: eng, proj: p}
 }
 
-func benchSync() *engine.Sync {
-	return &engine.Sync{
+func benchSync() *project.Sync {
+	return &project.Sync{
 		Name:   "companies",
-		Source: engine.Source{Table: "crm.companies"},
-		Target: engine.TargetRef{Connection: "erp", Object: "partners"},
-		Mapping: []engine.Field{
+		Source: project.Source{Table: "crm.companies"},
+		Target: project.TargetRef{Connection: "erp", Object: "partners"},
+		Mapping: []project.Field{
 			{Source: "name", Target: "name"}, {Source: "vat", Target: "vat"}, {Source: "city", Target: "city"},
 			{Source: "employees", Target: "employees"}, {Source: "revenue", Target: "revenue"},
 			{Source: "active", Target: "active"}, {Source: "founded", Target: "founded"},

@@ -41,7 +41,7 @@ func BenchmarkFullSync100kTransform(b *testing.B) {
 				b.Cleanup(func() { pool.Close() })
 				opts.ScriptPool = pool
 			}
-			bb.eng = engine.New(bb.db, bb.eng.Project(), opts)
+			bb.eng = engine.New(bb.db, engine.StaticProject(bb.proj), opts)
 			measureFullSyncs(b, bb, rows)
 		})
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"sync"
 	"unicode"
+
+	"github.com/ferry-sync/ferry/engine/project"
 )
 
 // budget watches a run's recent failures: when most of the last records
@@ -25,7 +27,7 @@ type budget struct {
 	tripped string            // why the run stops, once it must
 }
 
-func newBudget(b *ErrorBudget) *budget {
+func newBudget(b *project.ErrorBudget) *budget {
 	if b == nil || b.Window <= 0 {
 		return nil
 	}

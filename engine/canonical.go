@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/ferry-sync/ferry/engine/internal/jsonx"
+	"github.com/ferry-sync/ferry/internal/jsonx"
 )
 
 // appendJSON appends v as JSON with map keys sorted: the same bytes for the

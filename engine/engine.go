@@ -5,24 +5,43 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ferry-sync/ferry/engine/connector"
 	"github.com/ferry-sync/ferry/engine/internal/lease"
+	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/ferry-sync/ferry/queries"
 	"github.com/ferry-sync/ferry/scripting"
 )
 
 // Opener opens the target of a connection.
-type Opener func(ctx context.Context, c Connection) (connector.Target, error)
+type Opener func(ctx context.Context, c project.Connection) (connector.Target, error)
 
-// Engine runs the syncs of one project against one warehouse.
+// Projects gives the engine the project it works on. It is asked at the
+// start of every call, so that a sync edited while Ferry runs (through the
+// API, or a re-imported folder) is used by the next run without a restart.
+type Projects interface {
+	Project(ctx context.Context) (*project.Project, error)
+}
+
+// StaticProject is a project that does not change while the engine runs
+// (the CLI's, loaded from a folder once).
+func StaticProject(p *project.Project) Projects { return static{p} }
+
+type static struct{ p *project.Project }
+
+func (s static) Project(context.Context) (*project.Project, error) { return s.p, nil }
+
+// Engine runs syncs against one warehouse: one entry point per thing a user
+// does (run, plan, test, explain, check, status), shared by the CLI, the
+// REST API and the scheduler.
 type Engine struct {
 	db        *pgxpool.Pool
 	q         *queries.Queries
-	project   *Project
+	projects  Projects
 	open      Opener
 	log       *slog.Logger
 	pool      *scripting.Pool
@@ -37,7 +56,12 @@ type Engine struct {
 
 // Options configure an Engine.
 type Options struct {
-	// Open opens targets; OpenTarget (the built-in kinds) when nil.
+	// Connectors opens targets by their connection's kind; the program
+	// registers the kinds it ships (the engine names none).
+	Connectors *connector.Registry
+	// Env looks up the secrets connections name (os.LookupEnv when nil).
+	Env connector.LookupEnv
+	// Open, when set, opens every target instead of Connectors (tests).
 	Open Opener
 	// Logger gets run progress and warnings; slog.Default() when nil.
 	Logger *slog.Logger
@@ -56,28 +80,69 @@ type Options struct {
 
 // New returns an engine. db is the warehouse, which also holds Ferry's state
 // (schema ferry) and the link tables; it must be migrated.
-func New(db *pgxpool.Pool, p *Project, opts Options) *Engine {
+func New(db *pgxpool.Pool, projects Projects, opts Options) *Engine {
 	if opts.Open == nil {
-		opts.Open = OpenTarget
+		opts.Open = registryOpener(opts.Connectors, opts.Env)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Engine{db: db, q: queries.New(db), project: p, open: opts.Open, log: opts.Logger, pool: opts.ScriptPool,
+	return &Engine{db: db, q: queries.New(db), projects: projects, open: opts.Open, log: opts.Logger, pool: opts.ScriptPool,
 		isolation: opts.ScriptIsolation, holder: lease.Holder(), leaseTTL: opts.LeaseTTL, redact: connector.NewRedactor()}
+}
+
+// registryOpener opens targets through the registered kinds; a connection
+// whose settings or secrets are wrong is a *project.ConfigError.
+func registryOpener(kinds *connector.Registry, env connector.LookupEnv) Opener {
+	if env == nil {
+		env = os.LookupEnv
+	}
+	return func(ctx context.Context, c project.Connection) (connector.Target, error) {
+		if kinds == nil {
+			return nil, errors.New("no connection kinds are registered")
+		}
+		t, err := kinds.Open(ctx, c.Kind, c.Settings, env)
+		var se *connector.SettingsError
+		if errors.As(err, &se) {
+			return nil, &project.ConfigError{File: project.ProjectFile, Field: "connections." + c.Name, Message: se.Error()}
+		}
+		return t, err
+	}
 }
 
 // Redact removes every secret of the connections the engine opened from s.
 func (e *Engine) Redact(s string) string { return e.redact.Redact(s) }
 
-// Project returns the engine's project.
-func (e *Engine) Project() *Project { return e.project }
+// Project returns the project as it is now.
+func (e *Engine) Project(ctx context.Context) (*project.Project, error) {
+	p, err := e.projects.Project(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading the project: %w", err)
+	}
+	return p, nil
+}
+
+// sync returns the project as it is now and one of its syncs.
+func (e *Engine) sync(ctx context.Context, name string) (*project.Project, *project.Sync, error) {
+	p, err := e.Project(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, ok := p.Sync(name)
+	if !ok {
+		return nil, nil, fmt.Errorf("%w %q", ErrUnknownSync, name)
+	}
+	return p, s, nil
+}
+
+// ErrUnknownSync is returned for a sync the project does not define.
+var ErrUnknownSync = errors.New("unknown sync")
 
 // openTarget opens the target of a connection for one run. Each run gets
 // its own, so that it starts unproven: bad credentials cost one call, and a
 // run never inherits another's state.
-func (e *Engine) openTarget(ctx context.Context, name string) (connector.Target, error) {
-	c, ok := e.project.Connections[name]
+func (e *Engine) openTarget(ctx context.Context, p *project.Project, name string) (connector.Target, error) {
+	c, ok := p.Connections[name]
 	if !ok {
 		return nil, fmt.Errorf("unknown connection %q", name)
 	}

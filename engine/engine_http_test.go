@@ -15,6 +15,7 @@ import (
 	"github.com/ferry-sync/ferry/engine/connector/conformance"
 	"github.com/ferry-sync/ferry/engine/connector/crmtest"
 	httptarget "github.com/ferry-sync/ferry/engine/connector/http"
+	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/ferry-sync/ferry/queries/dbtest"
 	"github.com/ferry-sync/ferry/scripting"
 )
@@ -26,13 +27,13 @@ type crmBundle struct {
 	srv *crmtest.Server
 }
 
-func setupCRM(t *testing.T, s *engine.Sync) *crmBundle {
+func setupCRM(t *testing.T, s *project.Sync) *crmBundle {
 	t.Helper()
 	return setupCRMWith(t, s, crmtest.Options{Token: "secret"})
 }
 
 // setupCRMWith is setupCRM with the server's options (its token is Ferry's).
-func setupCRMWith(t *testing.T, s *engine.Sync, opts crmtest.Options) *crmBundle {
+func setupCRMWith(t *testing.T, s *project.Sync, opts crmtest.Options) *crmBundle {
 	t.Helper()
 	if opts.Objects == nil {
 		opts.Objects = map[string]crmtest.Object{
@@ -56,10 +57,10 @@ func setupCRMWith(t *testing.T, s *engine.Sync, opts crmtest.Options) *crmBundle
 	db := dbtest.NewPool(t)
 	_, err = db.Exec(context.Background(), warehouseSQL)
 	require.NoError(t, err)
-	p, err := engine.NewProject(map[string]engine.Connection{"crm": {Kind: "http", Settings: settings}}, s)
+	p, err := project.New(nil, map[string]project.Connection{"crm": {Kind: "http", Settings: settings}}, s)
 	require.NoError(t, err)
 	token := opts.Token
-	open := func(ctx context.Context, c engine.Connection) (connector.Target, error) {
+	open := func(ctx context.Context, c project.Connection) (connector.Target, error) {
 		var cfg httptarget.Config
 		if err := json.Unmarshal(c.Settings, &cfg); err != nil {
 			return nil, err
@@ -67,16 +68,16 @@ func setupCRMWith(t *testing.T, s *engine.Sync, opts crmtest.Options) *crmBundle
 		cfg.Env = func(name string) (string, bool) { return token, name == "CRM_TOKEN" }
 		return httptarget.New(ctx, cfg)
 	}
-	eng := engine.New(db, p, engine.Options{Open: open, ScriptIsolation: scripting.IsolationNone})
-	return &crmBundle{testBundle: &testBundle{t: t, db: db, eng: eng}, srv: srv}
+	eng := engine.New(db, engine.StaticProject(p), engine.Options{Open: open, ScriptIsolation: scripting.IsolationNone})
+	return &crmBundle{testBundle: &testBundle{t: t, db: db, eng: eng, proj: p}, srv: srv}
 }
 
-func crmContactsSync() *engine.Sync {
-	return &engine.Sync{
+func crmContactsSync() *project.Sync {
+	return &project.Sync{
 		Name:    "contacts",
-		Source:  engine.Source{Table: "crm.contacts"},
-		Target:  engine.TargetRef{Connection: "crm", Object: "contacts", MatchOn: []string{"email"}},
-		Mapping: []engine.Field{{Source: "name", Target: "name"}, {Source: "email", Target: "email"}},
+		Source:  project.Source{Table: "crm.contacts"},
+		Target:  project.TargetRef{Connection: "crm", Object: "contacts", MatchOn: []string{"email"}},
+		Mapping: []project.Field{{Source: "name", Target: "name"}, {Source: "email", Target: "email"}},
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/ferry-sync/ferry/engine"
 	"github.com/ferry-sync/ferry/engine/connector"
 	"github.com/ferry-sync/ferry/engine/enginetest"
+	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/ferry-sync/ferry/queries/dbtest"
 )
 
@@ -23,6 +24,7 @@ type testBundle struct {
 	db     *pgxpool.Pool
 	target *enginetest.Memory
 	eng    *engine.Engine
+	proj   *project.Project
 }
 
 const warehouseSQL = `
@@ -35,45 +37,45 @@ CREATE TABLE crm.contacts (
     _sdc_batched_at timestamptz NOT NULL DEFAULT now());
 `
 
-func companiesSync() *engine.Sync {
-	return &engine.Sync{
+func companiesSync() *project.Sync {
+	return &project.Sync{
 		Name:   "companies",
-		Source: engine.Source{Table: "crm.companies"},
-		Target: engine.TargetRef{Connection: "erp", Object: "partners"},
-		Mapping: []engine.Field{
+		Source: project.Source{Table: "crm.companies"},
+		Target: project.TargetRef{Connection: "erp", Object: "partners"},
+		Mapping: []project.Field{
 			{Source: "name", Target: "name"},
 			{Source: "vat", Target: "vat"},
 		},
 	}
 }
 
-func contactsSync() *engine.Sync {
-	return &engine.Sync{
+func contactsSync() *project.Sync {
+	return &project.Sync{
 		Name:   "contacts",
-		Source: engine.Source{Table: "crm.contacts"},
-		Target: engine.TargetRef{Connection: "erp", Object: "people"},
-		Mapping: []engine.Field{
+		Source: project.Source{Table: "crm.contacts"},
+		Target: project.TargetRef{Connection: "erp", Object: "people"},
+		Mapping: []project.Field{
 			{Source: "name", Target: "name"},
 			{Source: "email", Target: "email"},
 			{Value: []byte(`555`), Target: "division_id"},
 		},
-		Relations: []engine.Relation{{Source: "company_id", Sync: "companies", Target: "partner_id"}},
+		Relations: []project.Relation{{Source: "company_id", Sync: "companies", Target: "partner_id"}},
 	}
 }
 
-func setup(t *testing.T, syncs ...*engine.Sync) *testBundle {
+func setup(t *testing.T, syncs ...*project.Sync) *testBundle {
 	t.Helper()
 	db := dbtest.NewPool(t)
 	_, err := db.Exec(context.Background(), warehouseSQL)
 	require.NoError(t, err)
 	if len(syncs) == 0 {
-		syncs = []*engine.Sync{companiesSync(), contactsSync()}
+		syncs = []*project.Sync{companiesSync(), contactsSync()}
 	}
-	p, err := engine.NewProject(map[string]engine.Connection{"erp": testConnection}, syncs...)
+	p, err := project.New(nil, map[string]project.Connection{"erp": testConnection}, syncs...)
 	require.NoError(t, err)
 	target := enginetest.NewMemory()
-	eng := engine.New(db, p, engine.Options{Open: only(target)})
-	return &testBundle{t: t, db: db, target: target, eng: eng}
+	eng := engine.New(db, engine.StaticProject(p), engine.Options{Open: only(target)})
+	return &testBundle{t: t, db: db, target: target, eng: eng, proj: p}
 }
 
 func (b *testBundle) exec(sql string, args ...any) {
@@ -207,7 +209,7 @@ func TestMappingChangeResyncs(t *testing.T) {
 	b.exec(`INSERT INTO crm.companies (id, name, vat) VALUES (1, 'A', 'V1'), (2, 'B', 'V2')`)
 	b.run("companies")
 
-	s.Mapping = append(s.Mapping, engine.Field{Value: []byte(`"EUR"`), Target: "currency"})
+	s.Mapping = append(s.Mapping, project.Field{Value: []byte(`"EUR"`), Target: "currency"})
 	res, err := b.eng.Run(context.Background(), "companies", engine.RunOptions{Full: true})
 	require.NoError(t, err)
 	assert.Equal(t, int64(2), res.Counts.Updated, "editing the mapping changes the hash of every record")
@@ -310,7 +312,7 @@ func TestRejectedRecordContinueAndRetry(t *testing.T) {
 func TestOnErrorStop(t *testing.T) {
 	t.Parallel()
 	s := companiesSync()
-	s.OnError = engine.OnErrorStop
+	s.OnError = project.OnErrorStop
 	s.Source.PageSize = 2
 	b := setup(t, s)
 	b.target.Validate = func(_ string, p map[string]any) string {
@@ -370,7 +372,7 @@ func TestTiedAndLateBookmarksAreNotLost(t *testing.T) {
 func TestExplain(t *testing.T) {
 	t.Parallel()
 	s := companiesSync()
-	s.Source = engine.Source{Query: "SELECT * FROM crm.companies WHERE name <> 'hidden'"}
+	s.Source = project.Source{Query: "SELECT * FROM crm.companies WHERE name <> 'hidden'"}
 	b := setup(t, s)
 	b.target.Validate = func(_ string, p map[string]any) string {
 		if p["vat"] == nil {
@@ -405,7 +407,7 @@ func TestExplain(t *testing.T) {
 func TestInvalidIDs(t *testing.T) {
 	t.Parallel()
 	s := companiesSync()
-	s.Source = engine.Source{Query: `SELECT id, name, vat, _sdc_batched_at FROM crm.companies
+	s.Source = project.Source{Query: `SELECT id, name, vat, _sdc_batched_at FROM crm.companies
 		UNION ALL SELECT 1, 'dup of 1', NULL, now()
 		UNION ALL SELECT NULL, 'no id', NULL, now()`}
 	b := setup(t, s)
@@ -439,7 +441,7 @@ func TestBadScopeQueries(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s := companiesSync()
-			s.Source = engine.Source{Query: tc.query, Timeout: engine.Duration{Duration: 200 * time.Millisecond}}
+			s.Source = project.Source{Query: tc.query, Timeout: project.Duration{Duration: 200 * time.Millisecond}}
 			b := setup(t, s)
 			b.exec(`INSERT INTO crm.companies (id, name) VALUES (1, 'A')`)
 			_, err := b.eng.Run(context.Background(), "companies", engine.RunOptions{})
@@ -499,33 +501,33 @@ func TestOneRunAtATime(t *testing.T) {
 
 // only opens target for every connection.
 func only(target connector.Target) engine.Opener {
-	return func(context.Context, engine.Connection) (connector.Target, error) { return target, nil }
+	return func(context.Context, project.Connection) (connector.Target, error) { return target, nil }
 }
 
 // testConnection passes the project's checks; the tests open an in-process
 // target in its place.
-var testConnection = engine.Connection{Kind: "postgres", Settings: []byte(`{"url_env": "FERRY_TEST_UNUSED"}`)}
+var testConnection = project.Connection{Kind: "postgres", Settings: []byte(`{"url_env": "FERRY_TEST_UNUSED"}`)}
 
 func TestWriteBackOfNewIDs(t *testing.T) {
 	t.Parallel()
 	s := companiesSync()
-	s.WriteBack = &engine.WriteBack{Connection: "crm", Object: "companies", Field: "erp_id"}
+	s.WriteBack = &project.WriteBack{Connection: "crm", Object: "companies", Field: "erp_id"}
 	db := dbtest.NewPool(t)
 	_, err := db.Exec(context.Background(), warehouseSQL)
 	require.NoError(t, err)
-	p, err := engine.NewProject(map[string]engine.Connection{"erp": testConnection, "crm": testConnection}, s)
+	p, err := project.New(nil, map[string]project.Connection{"erp": testConnection, "crm": testConnection}, s)
 	require.NoError(t, err)
 	erp, crm := enginetest.NewMemory(), enginetest.NewMemory()
 	// The CRM holds the source records under the source ids 1 and 2.
 	crm.Put("companies", map[string]any{"name": "Acme"})
 	crm.Put("companies", map[string]any{"name": "Globex"})
-	eng := engine.New(db, p, engine.Options{Open: func(_ context.Context, c engine.Connection) (connector.Target, error) {
+	eng := engine.New(db, engine.StaticProject(p), engine.Options{Open: func(_ context.Context, c project.Connection) (connector.Target, error) {
 		if c.Name == "crm" {
 			return crm, nil
 		}
 		return erp, nil
 	}})
-	b := &testBundle{t: t, db: db, target: erp, eng: eng}
+	b := &testBundle{t: t, db: db, target: erp, eng: eng, proj: p}
 	b.exec(`INSERT INTO crm.companies (id, name) VALUES (1, 'Acme'), (2, 'Globex'), (3, 'Initech')`)
 
 	res := b.run("companies")

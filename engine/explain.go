@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -25,9 +26,9 @@ type Explanation struct {
 
 // Explain says why a record did or did not sync. It writes nothing.
 func (e *Engine) Explain(ctx context.Context, sync, sourceID string) (*Explanation, error) {
-	s, ok := e.project.Sync(sync)
-	if !ok {
-		return nil, fmt.Errorf("unknown sync %q", sync)
+	_, s, err := e.sync(ctx, sync)
+	if err != nil {
+		return nil, err
 	}
 	ex := &Explanation{Sync: sync, SourceID: sourceID}
 	res, err := e.Run(ctx, sync, RunOptions{DryRun: true, IDs: []string{sourceID}, Samples: 1})
@@ -86,7 +87,7 @@ func linkRow(ctx context.Context, db dbtx, sync, sourceID string) (*LinkRow, err
 }
 
 // findings puts the answer in words, most important first.
-func (ex *Explanation) findings(s *Sync) []string {
+func (ex *Explanation) findings(s *project.Sync) []string {
 	var out []string
 	say := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
 	if !ex.InScope {
@@ -131,7 +132,7 @@ func (ex *Explanation) findings(s *Sync) []string {
 	return out
 }
 
-func scopeName(s *Sync) string {
+func scopeName(s *project.Sync) string {
 	if s.Source.Table != "" {
 		return "SELECT * FROM " + s.Source.Table
 	}

@@ -43,7 +43,7 @@ func TestCancelledRunLosesAndDuplicatesNothing(t *testing.T) {
 	b.exec(`INSERT INTO crm.companies (id, name, vat) SELECT g, 'C' || g, 'V' || g FROM generate_series(1, 35) g`)
 	ctx, cancel := context.WithCancel(context.Background())
 	target := &cancellingTarget{Memory: b.target, n: 23, cancel: cancel}
-	eng := engine.New(b.db, b.eng.Project(), engine.Options{Open: only(target)})
+	eng := engine.New(b.db, engine.StaticProject(b.proj), engine.Options{Open: only(target)})
 
 	_, err := eng.Run(ctx, "companies", engine.RunOptions{})
 	require.Error(t, err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferry-sync/ferry/engine/connector"
 	"github.com/ferry-sync/ferry/engine/internal/lease"
+	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/ferry-sync/ferry/queries"
 	"github.com/ferry-sync/ferry/scripting"
 )
@@ -26,6 +27,7 @@ const queryTimeout = 30 * time.Second
 // tables, and (for standalone scripts) state kept between runs.
 type host struct {
 	e      *Engine
+	p      *project.Project
 	r      *runner      // the sync run, nil for a standalone script
 	script string       // the standalone script's name, "" in a sync
 	lease  *lease.Lease // the standalone script's claim; a sync's is its runner's
@@ -37,8 +39,8 @@ type host struct {
 
 var _ scripting.Host = (*host)(nil)
 
-func newHost(e *Engine, r *runner, script string) *host {
-	return &host{e: e, r: r, script: script, targets: map[string]connector.Target{}, links: map[string]*linkTable{}}
+func newHost(e *Engine, p *project.Project, r *runner, script string) *host {
+	return &host{e: e, p: p, r: r, script: script, targets: map[string]connector.Target{}, links: map[string]*linkTable{}}
 }
 
 func (h *host) close() {
@@ -65,7 +67,7 @@ func (h *host) target(ctx context.Context, connection string) (connector.Target,
 	if t, ok := h.targets[connection]; ok {
 		return t, connection, nil
 	}
-	t, err := h.e.openTarget(ctx, connection)
+	t, err := h.e.openTarget(ctx, h.p, connection)
 	if err != nil {
 		return nil, "", err
 	}
@@ -84,7 +86,7 @@ func (h *host) object(object string) string {
 func (h *host) Query(ctx context.Context, sql string, args []any) ([]map[string]any, error) {
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
-	tx, err := h.e.beginRead(ctx, h.e.db, queryTimeout)
+	tx, err := h.e.beginRead(ctx, h.p, h.e.db, queryTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("pq query: %w", err)
 	}
@@ -256,7 +258,7 @@ func (h *host) scriptLinks(ctx context.Context, t connector.Target, conn, object
 
 // Link returns the target id another sync's link table holds for sourceID.
 func (h *host) Link(ctx context.Context, sync, sourceID string) (string, bool, error) {
-	if _, ok := h.e.project.Sync(sync); !ok {
+	if _, ok := h.p.Sync(sync); !ok {
 		return "", false, fmt.Errorf("pq.link: unknown sync %q", sync)
 	}
 	h.mu.Lock()
@@ -336,7 +338,11 @@ func (e *Engine) RunScript(ctx context.Context, name, file string, src []byte, l
 		return nil, fmt.Errorf("script %s: %w", name, err)
 	}
 	defer script.Close()
-	h := newHost(e, nil, name)
+	p, err := e.Project(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h := newHost(e, p, nil, name)
 	h.lease = l
 	defer h.close()
 	printed, err := script.RunMain(ctx, h)

@@ -84,7 +84,7 @@ func TestRunThatLostItsClaimWritesAndRecordsNothingMore(t *testing.T) {
 	b := setup(t, s)
 	b.exec(`INSERT INTO crm.companies (id, name, vat) SELECT g, 'C' || g, 'V' || g FROM generate_series(1, 40) g`)
 	target := &pausingTarget{Memory: b.target, paused: make(chan struct{}), release: make(chan struct{})}
-	first := engine.New(b.db, b.eng.Project(), engine.Options{Open: only(target)})
+	first := engine.New(b.db, engine.StaticProject(b.proj), engine.Options{Open: only(target)})
 	done := make(chan error, 1)
 	go func() {
 		_, err := first.Run(context.Background(), "companies", engine.RunOptions{})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ferry-sync/ferry/internal/sqlident"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -118,24 +119,13 @@ CREATE TABLE IF NOT EXISTS %[2]s (
 CREATE INDEX IF NOT EXISTS %[5]s ON %[2]s (status) WHERE status IN ('error', 'pending');
 CREATE INDEX IF NOT EXISTS %[6]s ON %[2]s (target_id);
 COMMENT ON TABLE %[2]s IS %[7]s`,
-		quoteIdent(LinkSchema), lt.ident, sourceType, targetType,
-		quoteIdent(sync+"_retry_idx"), quoteIdent(sync+"_target_idx"),
-		quoteLiteral("Ferry link table of sync "+sync+": one row per source record (status success|error|skipped|matched|pending). Seed rows with status matched to link existing target records."))
+		sqlident.Ident(LinkSchema), lt.ident, sourceType, targetType,
+		sqlident.Ident(sync+"_retry_idx"), sqlident.Ident(sync+"_target_idx"),
+		sqlident.Literal("Ferry link table of sync "+sync+": one row per source record (status success|error|skipped|matched|pending). Seed rows with status matched to link existing target records."))
 	if _, err := db.Exec(ctx, ddl); err != nil {
 		return nil, fmt.Errorf("creating link table %s: %w", lt.ident, err)
 	}
 	return lt, nil
-}
-
-func quoteLiteral(s string) string {
-	out := []byte{'\''}
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\'' {
-			out = append(out, '\'')
-		}
-		out = append(out, s[i])
-	}
-	return string(append(out, '\''))
 }
 
 // linkState is what the engine needs of an existing link row to decide.

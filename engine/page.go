@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ferry-sync/ferry/engine/connector"
+	"github.com/ferry-sync/ferry/engine/project"
 )
 
 // item is one record on its way through a page.
@@ -91,7 +92,7 @@ func (r *runner) finishPage(ctx context.Context, dp *decidedPage, rc *recorder) 
 	if writeErr != nil {
 		return writeErr
 	}
-	if r.s.OnError == OnErrorStop {
+	if r.s.OnError == project.OnErrorStop {
 		for _, it := range dp.items {
 			if it.decision == DecideFail || it.decision == DecideInvalid {
 				r.res.Status = RunStopped
@@ -256,13 +257,13 @@ func (r *runner) choose(ctx context.Context, it *item, dp *decidedPage) Decision
 		return DecideUnchanged
 	case hasTarget:
 		it.targetID = it.link.targetID
-		if r.s.Mode == ModeInsert {
+		if r.s.Mode == project.ModeInsert {
 			it.reason = "insert-only sync: the record is linked already"
 			return DecideSkip
 		}
 		return DecideUpdate
 	default:
-		if r.s.Mode == ModeUpdate {
+		if r.s.Mode == project.ModeUpdate {
 			it.reason = "update-only sync: no linked target record (seed link_tables." + r.s.Name + " with status matched to link one)"
 			return DecideSkip
 		}

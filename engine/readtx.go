@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -17,21 +18,21 @@ import (
 // rights an analyst granted it (SELECT on their schemas) and none of the
 // warehouse login's: no server files, no other sessions, no writes. db is a
 // pool or a connection.
-func (e *Engine) beginRead(ctx context.Context, db interface {
+func (e *Engine) beginRead(ctx context.Context, p *project.Project, db interface {
 	BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
 }, timeout time.Duration) (pgx.Tx, error) {
 	tx, err := db.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return nil, fmt.Errorf("starting a read-only transaction: %w", err)
 	}
-	role := e.project.Warehouse.ScopeRole
+	role := p.Warehouse.ScopeRole
 	_, err = tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true), CASE WHEN $2 <> '' THEN set_config('role', $2, true) END",
 		strconv.FormatInt(timeout.Milliseconds(), 10), role)
 	if err != nil {
 		tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
 		var pgErr *pgconn.PgError
 		if role != "" && errors.As(err, &pgErr) && (pgErr.Code == "22023" || pgErr.Code == "42704" || pgErr.Code == "42501") {
-			return nil, &ConfigError{File: ProjectFile, Field: "warehouse.scope_role",
+			return nil, &project.ConfigError{File: project.ProjectFile, Field: "warehouse.scope_role",
 				Message: fmt.Sprintf("cannot run queries as role %q: %s; create it with `ferry setup --scope-role %s --schemas <schemas>`", role, pgErr.Message, role)}
 		}
 		return nil, fmt.Errorf("setting up the read-only transaction: %w", err)

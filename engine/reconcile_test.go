@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ferry-sync/ferry/engine"
+	"github.com/ferry-sync/ferry/engine/project"
 )
 
 // Rows whose stamp is NULL have no place in the order of stamps: every run
@@ -112,9 +113,9 @@ func TestWarehouseRowHashFollowsContentAndParents(t *testing.T) {
 	}
 }
 
-func mustDuration(t *testing.T, s string) engine.Duration {
+func mustDuration(t *testing.T, s string) project.Duration {
 	t.Helper()
-	var d engine.Duration
+	var d project.Duration
 	require.NoError(t, d.UnmarshalJSON([]byte(`"`+s+`"`)))
 	return d
 }

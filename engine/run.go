@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferry-sync/ferry/engine/connector"
 	"github.com/ferry-sync/ferry/engine/internal/lease"
+	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/ferry-sync/ferry/queries"
 	"github.com/ferry-sync/ferry/scripting"
 )
@@ -141,12 +142,12 @@ const maxRunErrors = 1000
 // credentials); record failures are in the result's counts and link rows.
 // A result is returned whenever a run row was written, even with an error.
 func (e *Engine) Run(ctx context.Context, name string, opts RunOptions) (*RunResult, error) {
-	s, ok := e.project.Sync(name)
-	if !ok {
-		return nil, fmt.Errorf("unknown sync %q", name)
+	p, s, err := e.sync(ctx, name)
+	if err != nil {
+		return nil, err
 	}
-	r := &runner{e: e, s: s, opts: opts, res: &RunResult{Sync: s.Name}, started: time.Now()}
-	err := r.run(ctx)
+	r := &runner{e: e, p: p, s: s, opts: opts, res: &RunResult{Sync: s.Name}, started: time.Now()}
+	err = r.run(ctx)
 	if opts.DryRun {
 		r.collect()
 		r.res.Duration = time.Since(r.started)
@@ -157,7 +158,8 @@ func (e *Engine) Run(ctx context.Context, name string, opts RunOptions) (*RunRes
 // runner holds the state of one run.
 type runner struct {
 	e       *Engine
-	s       *Sync
+	p       *project.Project // the project as it was when the run started
+	s       *project.Sync
 	opts    RunOptions
 	res     *RunResult
 	started time.Time
@@ -216,12 +218,12 @@ func (r *runner) run(ctx context.Context) (runErr error) {
 		return fmt.Errorf("sync %s: connecting to the warehouse: %w", s.Name, err)
 	}
 	defer readConn.Release()
-	tx, err := r.e.beginRead(ctx, readConn, s.Source.Timeout.Duration)
+	tx, err := r.e.beginRead(ctx, r.p, readConn, s.Source.Timeout.Duration)
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", s.Name, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	if r.sc, err = describeScope(ctx, tx, s, r.e.project.Warehouse.ScopeRole); err != nil {
+	if r.sc, err = describeScope(ctx, tx, s, r.p.Warehouse.ScopeRole); err != nil {
 		return err
 	}
 	defer func() {
@@ -306,11 +308,11 @@ func (r *runner) noteWholeRead(ctx context.Context) error {
 func (r *runner) prepare(ctx context.Context) error {
 	s := r.s
 	var err error
-	if r.target, err = r.e.openTarget(ctx, s.Target.Connection); err != nil {
+	if r.target, err = r.e.openTarget(ctx, r.p, s.Target.Connection); err != nil {
 		return fmt.Errorf("sync %s: %w", s.Name, err)
 	}
 	if wb := s.WriteBack; wb != nil && !r.opts.DryRun {
-		if r.back, err = r.e.openTarget(ctx, wb.Connection); err != nil {
+		if r.back, err = r.e.openTarget(ctx, r.p, wb.Connection); err != nil {
 			return fmt.Errorf("sync %s: write_back: %w", s.Name, err)
 		}
 	}
@@ -383,7 +385,7 @@ func (r *runner) prepare(ctx context.Context) error {
 		}
 	}
 	if len(s.TransformSource) > 0 {
-		r.host = newHost(r.e, r, "")
+		r.host = newHost(r.e, r.p, r, "")
 		if err := r.compileTransform(ctx); err != nil {
 			return err
 		}
@@ -464,11 +466,11 @@ func ptrOr[T any](p *T, def T) T {
 
 // fingerprint is the part of a sync's configuration that shapes what is
 // written: editing it changes every record's hash, so everything re-syncs.
-func fingerprint(s *Sync) string {
+func fingerprint(s *project.Sync) string {
 	b, _ := json.Marshal(struct {
 		Object    string
-		Mapping   []Field
-		Relations []Relation
+		Mapping   []project.Field
+		Relations []project.Relation
 		Transform string
 	}{s.Target.Object, s.Mapping, s.Relations, string(s.TransformSource)})
 	sum := sha256.Sum256(b)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/ferry-sync/ferry/engine/project"
+	"github.com/ferry-sync/ferry/internal/sqlident"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -22,12 +24,12 @@ type Column struct {
 
 // selectExpr reads column c of the scope (aliased s) under its own name.
 func (c Column) selectExpr() string {
-	col := "s." + quoteIdent(c.Name)
+	col := "s." + sqlident.Ident(c.Name)
 	switch c.read {
 	case "json":
-		return "to_json(" + col + ") AS " + quoteIdent(c.Name)
+		return "to_json(" + col + ") AS " + sqlident.Ident(c.Name)
 	case "numeric":
-		return "(" + col + ")::numeric AS " + quoteIdent(c.Name)
+		return "(" + col + ")::numeric AS " + sqlident.Ident(c.Name)
 	}
 	return col
 }
@@ -35,7 +37,7 @@ func (c Column) selectExpr() string {
 // scope is a sync's scope query, described: its columns, and the id and
 // bookmark columns among them.
 type scope struct {
-	sync     *Sync
+	sync     *project.Sync
 	sql      string // the user's query, trailing semicolons removed
 	columns  []Column
 	id       Column
@@ -88,7 +90,7 @@ func cleanScopeSQL(q string) string {
 
 // describeScope reads a scope query's columns without reading its rows and
 // checks the id, bookmark and relation columns against them.
-func describeScope(ctx context.Context, tx pgx.Tx, s *Sync, role string) (*scope, error) {
+func describeScope(ctx context.Context, tx pgx.Tx, s *project.Sync, role string) (*scope, error) {
 	sc := &scope{sync: s, sql: cleanScopeSQL(s.ScopeSQL()), role: role}
 	if sc.sql == "" {
 		return nil, &ScopeError{Sync: s.Name, File: s.File, Message: "the query is empty"}
@@ -157,14 +159,14 @@ func describeScope(ctx context.Context, tx pgx.Tx, s *Sync, role string) (*scope
 			continue
 		}
 		if _, ok := sc.column(f.Source); !ok {
-			return nil, &ConfigError{File: s.fileOrName(), Field: fmt.Sprintf("mapping[%d].source", i),
+			return nil, &project.ConfigError{File: s.FileOrName(), Field: fmt.Sprintf("mapping[%d].source", i),
 				Message: fmt.Sprintf("column %q is not in the scope (columns: %s)", f.Source, sc.columnNames())}
 		}
 	}
 	for i, r := range s.Relations {
 		col, ok := sc.column(r.Source)
 		if !ok {
-			return nil, &ConfigError{File: s.fileOrName(), Field: fmt.Sprintf("relations[%d].source", i),
+			return nil, &project.ConfigError{File: s.FileOrName(), Field: fmt.Sprintf("relations[%d].source", i),
 				Message: fmt.Sprintf("column %q is not in the scope (columns: %s)", r.Source, sc.columnNames())}
 		}
 		sc.rels = append(sc.rels, col)
@@ -176,7 +178,7 @@ func describeScope(ctx context.Context, tx pgx.Tx, s *Sync, role string) (*scope
 // maps by name (all but the id, the bookmark, relation keys and the ELT's
 // _sdc_ columns) and the columns a transform sync's hash covers (all but
 // the bookmark and _sdc_ columns, which change without the data changing).
-func (sc *scope) derivedColumns(s *Sync) (byName, hashed []string) {
+func (sc *scope) derivedColumns(s *project.Sync) (byName, hashed []string) {
 	relKey := map[string]bool{}
 	for _, rel := range s.Relations {
 		relKey[rel.Source] = true
@@ -235,12 +237,12 @@ func (sc *scope) selectList(afterParam string) string {
 		b.WriteString(", ")
 	}
 	b.WriteString("(s.")
-	b.WriteString(quoteIdent(sc.id.Name))
+	b.WriteString(sqlident.Ident(sc.id.Name))
 	b.WriteString(")::text AS __ferry_id, count(*) OVER (PARTITION BY s.")
-	b.WriteString(quoteIdent(sc.id.Name))
+	b.WriteString(sqlident.Ident(sc.id.Name))
 	b.WriteString(") AS __ferry_n")
 	if sc.bookmark != nil {
-		bm := "s." + quoteIdent(sc.bookmark.Name)
+		bm := "s." + sqlident.Ident(sc.bookmark.Name)
 		fmt.Fprintf(&b, ", (%s)::text AS __ferry_bm", bm)
 		if afterParam != "" {
 			fmt.Fprintf(&b, ", (%s > %s::text::%s) AS __ferry_after", bm, afterParam, sc.bookmark.Type)
@@ -249,7 +251,7 @@ func (sc *scope) selectList(afterParam string) string {
 		}
 	}
 	for i, c := range sc.rels {
-		fmt.Fprintf(&b, ", (s.%s)::text AS __ferry_rel_%d", quoteIdent(c.Name), i)
+		fmt.Fprintf(&b, ", (s.%s)::text AS __ferry_rel_%d", sqlident.Ident(c.Name), i)
 	}
 	return b.String()
 }
@@ -272,7 +274,7 @@ type readPlan struct {
 func (sc *scope) rowHash(p readPlan) string {
 	parts := make([]string, 0, len(p.hashed)+len(p.parents))
 	for _, c := range p.hashed {
-		parts = append(parts, "s."+quoteIdent(c))
+		parts = append(parts, "s."+sqlident.Ident(c))
 	}
 	for i, plt := range p.parents {
 		if plt != nil {
@@ -281,7 +283,7 @@ func (sc *scope) rowHash(p readPlan) string {
 			parts = append(parts, "NULL::text")
 		}
 	}
-	return fmt.Sprintf("md5(ROW(%s)::text || %s)", strings.Join(parts, ", "), quoteLiteral(p.finger))
+	return fmt.Sprintf("md5(ROW(%s)::text || %s)", strings.Join(parts, ", "), sqlident.Literal(p.finger))
 }
 
 // from joins the scope with the link tables the row hash and the filter
@@ -291,11 +293,11 @@ func (sc *scope) from(p readPlan, withLink bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "(\n%s\n) s", sc.sql)
 	if withLink && p.link != nil {
-		fmt.Fprintf(&b, " LEFT JOIN %s __ferry_l ON __ferry_l.source_id = (s.%s)::%s", p.link.ident, quoteIdent(sc.id.Name), p.link.sourceType)
+		fmt.Fprintf(&b, " LEFT JOIN %s __ferry_l ON __ferry_l.source_id = (s.%s)::%s", p.link.ident, sqlident.Ident(sc.id.Name), p.link.sourceType)
 	}
 	for i, plt := range p.parents {
 		if plt != nil {
-			fmt.Fprintf(&b, " LEFT JOIN %s __ferry_p%d ON __ferry_p%d.source_id = (s.%s)::%s", plt.ident, i, i, quoteIdent(sc.rels[i].Name), plt.sourceType)
+			fmt.Fprintf(&b, " LEFT JOIN %s __ferry_p%d ON __ferry_p%d.source_id = (s.%s)::%s", plt.ident, i, i, sqlident.Ident(sc.rels[i].Name), plt.sourceType)
 		}
 	}
 	return b.String()
@@ -311,13 +313,13 @@ func (sc *scope) from(p readPlan, withLink bool) string {
 func (sc *scope) readSQL(from *string, reconcile bool, p readPlan) (string, []any) {
 	var args []any
 	var where []string
-	order := "s." + quoteIdent(sc.id.Name)
-	outerOrder := "q." + quoteIdent(sc.id.Name)
+	order := "s." + sqlident.Ident(sc.id.Name)
+	outerOrder := "q." + sqlident.Ident(sc.id.Name)
 	after, behind := "", ""
 	if sc.bookmark != nil {
-		bm := "s." + quoteIdent(sc.bookmark.Name)
+		bm := "s." + sqlident.Ident(sc.bookmark.Name)
 		order = bm + ", " + order
-		outerOrder = "q." + quoteIdent(sc.bookmark.Name) + ", " + outerOrder
+		outerOrder = "q." + sqlident.Ident(sc.bookmark.Name) + ", " + outerOrder
 		if from != nil {
 			var start string
 			start, args = sc.start(from, 1)
@@ -365,7 +367,7 @@ func (sc *scope) start(from *string, n int) (string, []any) {
 // cursor is done: when the last rows stayed in the warehouse (unchanged),
 // the bookmark still moves past them.
 func (sc *scope) tailSQL(from *string) (string, []any) {
-	bm := "s." + quoteIdent(sc.bookmark.Name)
+	bm := "s." + sqlident.Ident(sc.bookmark.Name)
 	if from == nil {
 		return fmt.Sprintf("SELECT (%s)::text FROM (\n%s\n) s WHERE %s IS NOT NULL ORDER BY %s DESC LIMIT 1", bm, sc.sql, bm, bm), nil
 	}
@@ -375,13 +377,13 @@ func (sc *scope) tailSQL(from *string) (string, []any) {
 // idsSQL builds the query that reads given source ids (retries, tests).
 // With a stored bookmark, it flags the rows incremental reads do not reach.
 func (sc *scope) idsSQL(p readPlan, from *string) (string, []any) {
-	id := "s." + quoteIdent(sc.id.Name)
+	id := "s." + sqlident.Ident(sc.id.Name)
 	list := sc.selectList("") + ", " + sc.rowHash(p) + " AS __ferry_rh"
 	var args []any
 	if from != nil && sc.bookmark != nil {
 		var start string
 		start, args = sc.start(from, 2)
-		list += fmt.Sprintf(", coalesce(s.%s < %s, false) AS __ferry_behind", quoteIdent(sc.bookmark.Name), start)
+		list += fmt.Sprintf(", coalesce(s.%s < %s, false) AS __ferry_behind", sqlident.Ident(sc.bookmark.Name), start)
 	}
 	return fmt.Sprintf("SELECT %s FROM %s WHERE %s = ANY($1::text[]::%s[]) ORDER BY %s",
 		list, sc.from(p, false), id, sc.id.Type, id), args

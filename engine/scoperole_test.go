@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ferry-sync/ferry/engine"
+	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/ferry-sync/ferry/queries/dbtest"
 )
 
@@ -43,7 +44,7 @@ func TestScopeQueriesRunUnderTheScopeRole(t *testing.T) {
 	b := setup(t, companiesSync())
 	b.exec(`INSERT INTO crm.companies (id, name) VALUES (1, 'Acme')`)
 	role := scopeRole(t, b, "crm")
-	b.eng.Project().Warehouse.ScopeRole = role
+	b.proj.Warehouse.ScopeRole = role
 
 	res := b.run("companies")
 	assert.Equal(t, int64(1), res.Counts.Inserted, "a granted table reads as before")
@@ -58,11 +59,11 @@ func TestScopeQueriesRunUnderTheScopeRole(t *testing.T) {
 			b.exec(`CREATE TABLE IF NOT EXISTS public.secrets (x text)`)
 			s := companiesSync()
 			s.Name = "hostile"
-			s.Source = engine.Source{Query: "SELECT id, " + expr + " AS name, vat, _sdc_batched_at FROM crm.companies"}
-			p, err := engine.NewProject(map[string]engine.Connection{"erp": testConnection}, s)
+			s.Source = project.Source{Query: "SELECT id, " + expr + " AS name, vat, _sdc_batched_at FROM crm.companies"}
+			p, err := project.New(nil, map[string]project.Connection{"erp": testConnection}, s)
 			require.NoError(t, err)
 			p.Warehouse.ScopeRole = role
-			eng := engine.New(b.db, p, engine.Options{Open: only(b.target)})
+			eng := engine.New(b.db, engine.StaticProject(p), engine.Options{Open: only(b.target)})
 			_, err = eng.Run(context.Background(), "hostile", engine.RunOptions{})
 			require.Error(t, err)
 			assert.Regexp(t, "permission denied|must be a superuser", err.Error())
@@ -74,9 +75,9 @@ func TestScopeQueriesRunUnderTheScopeRole(t *testing.T) {
 func TestMissingScopeRoleIsAConfigError(t *testing.T) {
 	t.Parallel()
 	b := setup(t, companiesSync())
-	b.eng.Project().Warehouse.ScopeRole = "no_such_role_here"
+	b.proj.Warehouse.ScopeRole = "no_such_role_here"
 	_, err := b.eng.Run(context.Background(), "companies", engine.RunOptions{})
-	var ce *engine.ConfigError
+	var ce *project.ConfigError
 	require.ErrorAs(t, err, &ce)
 	assert.Contains(t, err.Error(), `warehouse.scope_role: cannot run queries as role "no_such_role_here"`)
 	assert.Contains(t, err.Error(), "ferry setup --scope-role no_such_role_here")
@@ -84,7 +85,7 @@ func TestMissingScopeRoleIsAConfigError(t *testing.T) {
 	warnings, err := b.eng.Check(context.Background())
 	assert.Error(t, err)
 	assert.Empty(t, warnings)
-	b.eng.Project().Warehouse.ScopeRole = ""
+	b.proj.Warehouse.ScopeRole = ""
 	warnings, err = b.eng.Check(context.Background())
 	assert.NoError(t, err)
 	require.Len(t, warnings, 1)

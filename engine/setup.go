@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/ferry-sync/ferry/engine/project"
+	"github.com/ferry-sync/ferry/internal/sqlident"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -15,7 +17,7 @@ import (
 func SetupScopeRole(ctx context.Context, db interface {
 	Begin(context.Context) (pgx.Tx, error)
 }, role string, schemas []string) error {
-	if !namePattern.MatchString(role) {
+	if !project.ValidName(role) {
 		return fmt.Errorf("scope role %q: use lower-case letters, digits and _", role)
 	}
 	if len(schemas) == 0 {
@@ -30,14 +32,14 @@ func SetupScopeRole(ctx context.Context, db interface {
 	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)", role).Scan(&exists); err != nil {
 		return fmt.Errorf("setting up scope role %s: %w", role, err)
 	}
-	r := quoteIdent(role)
+	r := sqlident.Ident(role)
 	stmts := []string{}
 	if !exists {
 		stmts = append(stmts, "CREATE ROLE "+r+" NOLOGIN NOINHERIT")
 	}
-	stmts = append(stmts, "GRANT "+r+" TO CURRENT_USER", "CREATE SCHEMA IF NOT EXISTS "+quoteIdent(LinkSchema))
+	stmts = append(stmts, "GRANT "+r+" TO CURRENT_USER", "CREATE SCHEMA IF NOT EXISTS "+sqlident.Ident(LinkSchema))
 	for _, schema := range append(schemas, LinkSchema) {
-		sc := quoteIdent(schema)
+		sc := sqlident.Ident(schema)
 		stmts = append(stmts,
 			"GRANT USAGE ON SCHEMA "+sc+" TO "+r,
 			"GRANT SELECT ON ALL TABLES IN SCHEMA "+sc+" TO "+r,

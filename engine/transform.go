@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/ferry-sync/ferry/scripting"
 )
 
@@ -13,7 +14,7 @@ func (r *runner) compileTransform(ctx context.Context) error {
 	s := r.s
 	script, err := scripting.Compile(ctx, s.Transform, s.TransformSource, scripting.Options{
 		Entry:     "transform",
-		LoadDir:   r.e.loadDir(s),
+		LoadDir:   loadDir(r.p, s),
 		Isolation: r.e.isolation,
 		Pool:      r.e.pool,
 	})
@@ -26,11 +27,11 @@ func (r *runner) compileTransform(ctx context.Context) error {
 
 // loadDir is where a sync's script may load() its project's .star files
 // from: the folder of the sync's file.
-func (e *Engine) loadDir(s *Sync) string {
-	if e.project.Dir == "" || s.File == "" {
+func loadDir(p *project.Project, s *project.Sync) string {
+	if p.Dir == "" || s.File == "" {
 		return ""
 	}
-	return filepath.Join(e.project.Dir, filepath.Dir(s.File))
+	return filepath.Join(p.Dir, filepath.Dir(s.File))
 }
 
 // transform runs the sync's transform on the page's records that will be

@@ -13,11 +13,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ferry-sync/ferry/engine"
+	"github.com/ferry-sync/ferry/engine/project"
 )
 
 // typeSync maps every column of crm.types by name.
-func typeSync() *engine.Sync {
-	return &engine.Sync{Name: "types", Source: engine.Source{Table: "crm.types"}, Target: engine.TargetRef{Connection: "erp", Object: "things"}}
+func typeSync() *project.Sync {
+	return &project.Sync{Name: "types", Source: project.Source{Table: "crm.types"}, Target: project.TargetRef{Connection: "erp", Object: "things"}}
 }
 
 // Values of types Ferry reads natively keep their meaning; every other type
@@ -137,10 +138,10 @@ func TestEveryCatalogTypeSyncs(t *testing.T) {
 	}
 	// A query, not a table: a scope may select types no table column can have.
 	s := typeSync()
-	s.Source = engine.Source{Query: `SELECT 1 AS id, now() AS _sdc_batched_at, ` + strings.Join(cols, ", ")}
-	p, err := engine.NewProject(map[string]engine.Connection{"erp": testConnection}, s)
+	s.Source = project.Source{Query: `SELECT 1 AS id, now() AS _sdc_batched_at, ` + strings.Join(cols, ", ")}
+	p, err := project.New(nil, map[string]project.Connection{"erp": testConnection}, s)
 	require.NoError(t, err)
-	b.eng = engine.New(b.db, p, engine.Options{Open: only(b.target)})
+	b.eng = engine.New(b.db, engine.StaticProject(p), engine.Options{Open: only(b.target)})
 	res := b.run("types")
 	require.Equal(t, int64(1), res.Counts.Inserted, "link: %v", b.linkError("types", "1"))
 	for _, r := range b.target.Records("things") {

@@ -56,7 +56,7 @@ def transform(source_record, target_record, pq, target_id=None):
 	pool, err := scripting.NewPool(opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { pool.Close() })
-	b.eng = engine.New(b.db, b.eng.Project(), engine.Options{
+	b.eng = engine.New(b.db, engine.StaticProject(b.proj), engine.Options{
 		Open:       only(b.target),
 		ScriptPool: pool,
 	})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ferry-sync/ferry/engine/connector"
 	"github.com/ferry-sync/ferry/engine/internal/lease"
+	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/ferry-sync/ferry/queries"
 )
 
@@ -38,7 +39,7 @@ func (r *runner) write(ctx context.Context, items []*item) (*pageOutcome, error)
 	out := &pageOutcome{}
 	var todo []*item
 	for i, it := range items {
-		if r.s.OnError == OnErrorStop && (it.decision == DecideFail || it.decision == DecideInvalid) {
+		if r.s.OnError == project.OnErrorStop && (it.decision == DecideFail || it.decision == DecideInvalid) {
 			notSent(items[i+1:], "not sent: the run stops at source id "+it.id+" (on_error: stop)")
 			break
 		}
@@ -180,7 +181,7 @@ func (r *runner) landed(ctx context.Context, c *chunk) error {
 			}
 			r.budget.observe("", "")
 		}
-		if r.s.OnError == OnErrorStop && it.decision == DecideFail {
+		if r.s.OnError == project.OnErrorStop && it.decision == DecideFail {
 			r.halt("")
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ferry-sync/ferry/engine"
+	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/ferry-sync/ferry/queries"
 	"github.com/ferry-sync/ferry/scripting"
 )
@@ -24,7 +25,7 @@ func cmdMigrate(ctx context.Context, c *cli, args []string) int {
 	if fs.Parse(args) != nil {
 		return exitUsage
 	}
-	if p, err := engine.LoadProject(c.projectDir); err == nil && p.Warehouse.URLEnv != "" {
+	if p, err := project.Load(c.projectDir, connectors()); err == nil && p.Warehouse.URLEnv != "" {
 		*urlEnv = p.Warehouse.URLEnv
 	}
 	pool, err := c.connectNoMigrate(ctx, *urlEnv)
@@ -46,7 +47,7 @@ type runFlags struct {
 	full  bool
 }
 
-func (c *cli) syncsToRun(p *engine.Project, f runFlags, names []string) ([]*engine.Sync, error) {
+func (c *cli) syncsToRun(p *project.Project, f runFlags, names []string) ([]*project.Sync, error) {
 	if f.group != "" {
 		if len(names) > 0 {
 			return nil, usageError{"name syncs or a --group, not both"}
@@ -84,7 +85,7 @@ func cmdRun(ctx context.Context, c *cli, args []string) int {
 
 // runSyncs runs syncs in order and prints one line each. A sync that fails
 // as a whole stops the ones after it, since children depend on parents.
-func (c *cli) runSyncs(ctx context.Context, eng *engine.Engine, syncs []*engine.Sync, opts engine.RunOptions) int {
+func (c *cli) runSyncs(ctx context.Context, eng *engine.Engine, syncs []*project.Sync, opts engine.RunOptions) int {
 	code := exitOK
 	for _, s := range syncs {
 		prog := newProgress(c.stderr, s.Name)
@@ -330,7 +331,7 @@ func cmdCheck(ctx context.Context, c *cli, args []string) int {
 // session is what a command that runs syncs holds open: the project, the
 // warehouse, the engine and its script workers.
 type session struct {
-	project *engine.Project
+	project *project.Project
 	pool    *pgxpool.Pool
 	eng     *engine.Engine
 	scripts *scripting.Pool
@@ -347,7 +348,7 @@ func (c *cli) start(ctx context.Context) (*session, error) {
 }
 
 // startWith starts an engine on a project and warehouse already open.
-func (c *cli) startWith(p *engine.Project, pool *pgxpool.Pool) (*session, error) {
+func (c *cli) startWith(p *project.Project, pool *pgxpool.Pool) (*session, error) {
 	ttl, err := leaseTTL()
 	if err != nil {
 		pool.Close()
@@ -358,7 +359,7 @@ func (c *cli) startWith(p *engine.Project, pool *pgxpool.Pool) (*session, error)
 		pool.Close()
 		return nil, err
 	}
-	eng := engine.New(pool, p, engine.Options{Logger: c.log, ScriptPool: scripts, LeaseTTL: ttl})
+	eng := engine.New(pool, engine.StaticProject(p), engine.Options{Connectors: connectors(), Logger: c.log, ScriptPool: scripts, LeaseTTL: ttl})
 	return &session{project: p, pool: pool, eng: eng, scripts: scripts}, nil
 }
 
@@ -426,7 +427,7 @@ func cmdSetup(ctx context.Context, c *cli, args []string) int {
 		return exitUsage
 	}
 	urlEnv := defaultURLEnv
-	if p, err := engine.LoadProject(c.projectDir); err == nil && p.Warehouse.URLEnv != "" {
+	if p, err := project.Load(c.projectDir, connectors()); err == nil && p.Warehouse.URLEnv != "" {
 		urlEnv = p.Warehouse.URLEnv
 	}
 	pool, err := c.connectNoMigrate(ctx, urlEnv)
@@ -444,6 +445,6 @@ func cmdSetup(ctx context.Context, c *cli, args []string) int {
 		return c.fail(usageError{err.Error()})
 	}
 	fmt.Fprintf(c.stdout, "role %s can read %s (and link_tables); scope queries run as it once %s says:\n\nwarehouse:\n  scope_role: %s\n",
-		*role, strings.Join(names, ", "), engine.ProjectFile, *role)
+		*role, strings.Join(names, ", "), project.ProjectFile, *role)
 	return exitOK
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ferry-sync/ferry/engine"
+	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/ferry-sync/ferry/queries"
 	"github.com/ferry-sync/ferry/templates"
 )
@@ -66,7 +67,7 @@ func demo(ctx context.Context, c *cli, server, dir, prefix string) error {
 	os.Setenv("FERRY_DEMO_ERP_URL", erpURL)      //nolint:errcheck
 	fmt.Fprintf(out, "The project's files (ferry.yaml, syncs/*.yaml, syncs/contacts.sql) are in %s\n", dir)
 
-	p, err := engine.LoadProject(dir)
+	p, err := project.Load(dir, connectors())
 	if err != nil {
 		return err
 	}

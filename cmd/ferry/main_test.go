@@ -28,7 +28,7 @@ func ferry(t *testing.T, args ...string) (int, string, string) {
 
 // project writes a project whose ERP is a fresh database, and returns the
 // folder and the warehouse URL.
-func project(t *testing.T) (string, string) {
+func testProject(t *testing.T) (string, string) {
 	t.Helper()
 	wh := dbtest.NewURL(t)
 	erp := dbtest.NewEmptyURL(t)
@@ -72,7 +72,7 @@ mapping: [{source: name, target: name}]
 }
 
 func TestRunPlanTestStatus(t *testing.T) {
-	dir, wh := project(t)
+	dir, wh := testProject(t)
 
 	code, out, _ := ferry(t, "--project", dir, "--db", wh, "plan")
 	assert.Equal(t, exitOK, code)
@@ -113,7 +113,7 @@ func TestRunPlanTestStatus(t *testing.T) {
 }
 
 func TestExitCodes(t *testing.T) {
-	dir, wh := project(t)
+	dir, wh := testProject(t)
 	code, _, errOut := ferry(t, "--project", dir, "--db", wh, "nope")
 	assert.Equal(t, exitUsage, code)
 	assert.Contains(t, errOut, `unknown command "nope"`)

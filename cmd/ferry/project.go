@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/ferry-sync/ferry/engine"
+	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/ferry-sync/ferry/queries"
 )
 
@@ -16,8 +16,8 @@ const defaultURLEnv = "DATABASE_URL"
 
 // open loads the project, connects to the warehouse and applies pending
 // migrations, which every command that touches state needs.
-func (c *cli) open(ctx context.Context) (*engine.Project, *pgxpool.Pool, error) {
-	p, err := engine.LoadProject(c.projectDir)
+func (c *cli) open(ctx context.Context) (*project.Project, *pgxpool.Pool, error) {
+	p, err := project.Load(c.projectDir, connectors())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -63,7 +63,7 @@ func (c *cli) connectNoMigrate(ctx context.Context, urlEnv string) (*pgxpool.Poo
 }
 
 func isConfigError(err error) bool {
-	var ce *engine.ConfigError
+	var ce *project.ConfigError
 	return errors.As(err, &ce)
 }
 

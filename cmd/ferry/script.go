@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ferry-sync/ferry/engine"
+	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/ferry-sync/ferry/scripting"
 )
 
@@ -109,7 +109,7 @@ const memoryLimitEnv = "FERRY_SCRIPT_MEMORY_MB"
 
 // scriptPool starts the process's pool of script workers when a project has
 // scripts; the pool re-executes this binary with the worker subcommand.
-func scriptPool(p *engine.Project) (*scripting.Pool, error) {
+func scriptPool(p *project.Project) (*scripting.Pool, error) {
 	has := false
 	for _, s := range p.Syncs {
 		has = has || len(s.TransformSource) > 0

@@ -3,7 +3,7 @@ package crmtest
 import (
 	"encoding/json"
 
-	"github.com/ferry-sync/ferry/engine/internal/jsonx"
+	"github.com/ferry-sync/ferry/internal/jsonx"
 )
 
 // marshal encodes a reply body. Replies are records as requests decoded them

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ferry-sync/ferry/engine/internal/jsonx"
+	"github.com/ferry-sync/ferry/internal/jsonx"
 )
 
 const maxBody = 1 << 20

@@ -18,7 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/ferry-sync/ferry/engine/connector"
-	"github.com/ferry-sync/ferry/engine/internal/jsonx"
+	"github.com/ferry-sync/ferry/internal/jsonx"
 )
 
 // Target writes to a REST API described by a Config. It is safe for
@@ -59,7 +59,7 @@ type Target struct {
 func New(_ context.Context, cfg Config) (*Target, error) {
 	s, err := resolve(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("http connection: %w", err)
+		return nil, &connector.SettingsError{Err: fmt.Errorf("http connection: %w", err)}
 	}
 	transport := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,

@@ -94,7 +94,7 @@ type Target struct {
 func New(ctx context.Context, cfg Config) (*Target, error) {
 	raw, hint, err := connectionURL(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("postgres connection: %w", err)
+		return nil, &connector.SettingsError{Err: fmt.Errorf("postgres connection: %w", err)}
 	}
 	t := &Target{
 		schema:      cfg.Schema,
@@ -124,11 +124,11 @@ func (t *Target) open(ctx context.Context, raw, hint string) error {
 		t.concurrency = DefaultConcurrency
 	}
 	if t.concurrency < 0 {
-		return fmt.Errorf("postgres connection: concurrency %d must be positive", t.concurrency)
+		return &connector.SettingsError{Err: fmt.Errorf("postgres connection: concurrency %d must be positive", t.concurrency)}
 	}
 	poolCfg, err := pgxpool.ParseConfig(raw)
 	if err != nil {
-		return fmt.Errorf("postgres connection: the URL (%s) does not parse: %w", hint, err)
+		return &connector.SettingsError{Err: fmt.Errorf("postgres connection: the URL (%s) does not parse: %w", hint, err)}
 	}
 	// The password as pgx found it: in the URL, in a key=value string, or
 	// from PGPASSWORD or a password file.

@@ -1,4 +1,4 @@
-package engine_test
+package project_test
 
 import (
 	"os"
@@ -8,8 +8,19 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ferry-sync/ferry/engine"
+	"github.com/ferry-sync/ferry/engine/connector"
+	httptarget "github.com/ferry-sync/ferry/engine/connector/http"
+	"github.com/ferry-sync/ferry/engine/connector/postgres"
+	"github.com/ferry-sync/ferry/engine/project"
 )
+
+// kinds are the built-in connection kinds.
+func kinds(t *testing.T) *connector.Registry {
+	t.Helper()
+	r, err := connector.NewRegistry(httptarget.Kind(), postgres.Kind())
+	require.NoError(t, err)
+	return r
+}
 
 const projectYAML = `
 connections:
@@ -63,7 +74,7 @@ func TestLoadProject(t *testing.T) {
 		"syncs/contacts.yaml":  goodContacts,
 		"syncs/contacts.sql":   "SELECT * FROM crm.contacts;\n",
 	})
-	p, err := engine.LoadProject(dir)
+	p, err := project.Load(dir, kinds(t))
 	require.NoError(t, err)
 	require.Len(t, p.Syncs, 2)
 
@@ -73,8 +84,8 @@ func TestLoadProject(t *testing.T) {
 	assert.Equal(t, "contact_id", c.Source.IDColumn)
 	assert.Equal(t, "_sdc_batched_at", c.Source.BookmarkColumn, "default bookmark")
 	assert.Equal(t, "10m0s", c.Source.Overlap.String())
-	assert.Equal(t, engine.ModeUpsert, c.Mode)
-	assert.Equal(t, engine.OnErrorStop, c.OnError)
+	assert.Equal(t, project.ModeUpsert, c.Mode)
+	assert.Equal(t, project.OnErrorStop, c.OnError)
 
 	order, err := p.GroupOrder("all")
 	require.NoError(t, err)
@@ -132,7 +143,7 @@ func TestLoadProjectErrors(t *testing.T) {
 			if _, ok := files["ferry.yaml"]; !ok && tc.name != "group with unknown sync" {
 				files["ferry.yaml"] = "connections:\n  erp: {kind: postgres, settings: {url_env: X}}\n"
 			}
-			_, err := engine.LoadProject(writeProject(t, files))
+			_, err := project.Load(writeProject(t, files), kinds(t))
 			require.Error(t, err)
 			for _, w := range tc.want {
 				assert.Contains(t, err.Error(), w)
@@ -143,10 +154,31 @@ func TestLoadProjectErrors(t *testing.T) {
 
 func TestParseSyncJSON(t *testing.T) {
 	t.Parallel()
-	s, err := engine.ParseSync([]byte(`{"name":"deals","source":{"query":"SELECT 1 AS id"},"target":{"connection":"crm","object":"deals"},"source_extra":1}`))
+	s, err := project.Parse([]byte(`{"name":"deals","source":{"query":"SELECT 1 AS id"},"target":{"connection":"crm","object":"deals"},"source_extra":1}`))
 	require.Error(t, err, "unknown fields are refused in JSON too")
 	assert.Nil(t, s)
-	s, err = engine.ParseSync([]byte(`{"name":"deals","source":{"query":"SELECT 1 AS id","incremental":false},"target":{"connection":"crm","object":"deals"}}`))
+	s, err = project.Parse([]byte(`{"name":"deals","source":{"query":"SELECT 1 AS id","incremental":false},"target":{"connection":"crm","object":"deals"}}`))
 	require.NoError(t, err)
 	assert.False(t, s.IsIncremental())
+}
+
+func TestBrokenScriptIsRefusedAtLoad(t *testing.T) {
+	t.Parallel()
+	dir := writeProject(t, map[string]string{
+		"syncs/companies.yaml":   goodCompanies + "transform: companies.star\n",
+		"syncs/companies.star":   "def transform(source_record, target_record, pq, target_id=None):\n    return target_record +\n",
+		"syncs/helpers.star":     "",
+		"syncs/contacts.yaml":    "source: {table: crm.contacts}\ntarget: {connection: erp, object: people}\ntransform: contacts.star\n",
+		"syncs/contacts.star":    "load(\"os\", \"getenv\")\ndef transform(s, t, pq, target_id=None):\n    return t\n",
+		"syncs/notransform.yaml": "source: {table: crm.contacts}\ntarget: {connection: erp, object: people}\ntransform: empty.star\n",
+		"syncs/empty.star":       "x = 1\n",
+	})
+	_, err := project.Load(dir, kinds(t))
+	require.Error(t, err)
+	msg := err.Error()
+	assert.Contains(t, msg, "syncs/companies.yaml: transform: companies.star:2:")
+	assert.Contains(t, msg, "syncs/contacts.yaml: transform:")
+	assert.Contains(t, msg, `"os"`, "load() of a module Ferry does not ship is refused")
+	assert.Contains(t, msg, "syncs/notransform.yaml: transform:")
+	assert.Contains(t, msg, "transform", "a script without a transform function")
 }

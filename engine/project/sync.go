@@ -1,10 +1,12 @@
-package engine
+package project
 
 import (
 	"encoding/json"
 	"fmt"
 	"regexp"
 	"time"
+
+	"github.com/ferry-sync/ferry/internal/sqlident"
 )
 
 // Mode says which writes a sync may make.
@@ -142,10 +144,11 @@ func (s *Sync) ScopeSQL() string {
 	if s.Source.Query != "" {
 		return s.Source.Query
 	}
-	return "SELECT * FROM " + quoteQualified(s.Source.Table)
+	return "SELECT * FROM " + sqlident.Qualified(s.Source.Table)
 }
 
-func (s *Sync) applyDefaults() {
+// ApplyDefaults fills in what a sync's file leaves out.
+func (s *Sync) ApplyDefaults() {
 	if s.Mode == "" {
 		s.Mode = ModeUpsert
 	}
@@ -205,3 +208,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // namePattern is what sync and connection names must look like: they become
 // link table names, so they stay plain lower-case identifiers.
 var namePattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// ValidName reports whether name can name a sync, a connection or a role:
+// lower-case letters, digits and _, at most 63 characters.
+func ValidName(name string) bool { return namePattern.MatchString(name) }

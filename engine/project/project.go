@@ -1,4 +1,4 @@
-package engine
+package project
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/ferry-sync/ferry/internal/sqlident"
 	"github.com/ferry-sync/ferry/scripting"
 )
 
@@ -73,10 +74,17 @@ func (e *ConfigError) Error() string {
 	return fmt.Sprintf("%s: %s: %s", e.File, e.Field, e.Message)
 }
 
-// LoadProject reads and checks a project folder. It reports every problem it
-// finds at once (errors.Join of *ConfigError), each naming file and field.
-// Checks that need the warehouse (do the columns exist?) are Engine.Check's.
-func LoadProject(dir string) (*Project, error) {
+// Kinds checks a connection's settings for its kind without opening it
+// (a connector.Registry does).
+type Kinds interface {
+	CheckSettings(kind string, settings json.RawMessage) error
+}
+
+// Load reads and checks a project folder. It reports every problem it finds
+// at once (errors.Join of *ConfigError), each naming file and field.
+// Connection settings are checked by kinds (nil: not checked). Checks that
+// need the warehouse or the targets are the engine's (Engine.Check).
+func Load(dir string, kinds Kinds) (*Project, error) {
 	p := &Project{Dir: dir}
 	path := filepath.Join(dir, ProjectFile)
 	raw, err := os.ReadFile(path)
@@ -93,7 +101,7 @@ func LoadProject(dir string) (*Project, error) {
 	for name, c := range p.Connections {
 		c.Name = name
 		p.Connections[name] = c
-		errs = append(errs, checkConnection(c)...)
+		errs = append(errs, checkConnection(c, kinds)...)
 	}
 	if p.SyncsDir == "" {
 		p.SyncsDir = "syncs"
@@ -161,9 +169,9 @@ func loadSyncFile(dir, path string) (*Sync, error) {
 	return s, nil
 }
 
-// ParseSync decodes one sync from its JSON (or YAML) shape, as the REST API
+// Parse decodes one sync from its JSON (or YAML) shape, as the REST API
 // receives it, and applies defaults. Cross-sync checks need a Project.
-func ParseSync(raw []byte) (*Sync, error) {
+func Parse(raw []byte) (*Sync, error) {
 	s := &Sync{}
 	if err := decodeStrict(raw, s); err != nil {
 		return nil, err
@@ -171,7 +179,7 @@ func ParseSync(raw []byte) (*Sync, error) {
 	if errs := s.check(); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	s.applyDefaults()
+	s.ApplyDefaults()
 	return s, nil
 }
 
@@ -230,7 +238,7 @@ func (p *Project) check() []error {
 					Message: fmt.Sprintf("unknown sync %q", r.Sync)})
 			}
 		}
-		s.applyDefaults()
+		s.ApplyDefaults()
 	}
 	if cycle := p.findCycle(); cycle != nil {
 		first, _ := p.Sync(cycle[0])
@@ -250,7 +258,7 @@ func (p *Project) check() []error {
 func (s *Sync) check() []error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, &ConfigError{File: s.fileOrName(), Field: field, Message: fmt.Sprintf(format, args...)})
+		errs = append(errs, &ConfigError{File: s.FileOrName(), Field: field, Message: fmt.Sprintf(format, args...)})
 	}
 	if !namePattern.MatchString(s.Name) {
 		bad("name", "%q is not a valid sync name: use lower-case letters, digits and _ (it names the link table link_tables.<name>)", s.Name)
@@ -267,7 +275,7 @@ func (s *Sync) check() []error {
 	case sources > 1:
 		bad("source", "set only one of source.table and source.query/query_file")
 	}
-	if s.Source.Table != "" && !tablePattern.MatchString(s.Source.Table) {
+	if s.Source.Table != "" && !sqlident.IsTable(s.Source.Table) {
 		bad("source.table", "%q is not a table name (schema.table)", s.Source.Table)
 	}
 	if s.Source.PageSize < 0 || s.Source.PageSize > 100000 {
@@ -330,7 +338,9 @@ func (s *Sync) check() []error {
 	return errs
 }
 
-func (s *Sync) fileOrName() string {
+// FileOrName names where a sync was defined, for messages: its file, or
+// "sync <name>" for one that came from the API.
+func (s *Sync) FileOrName() string {
 	if s.File != "" {
 		return s.File
 	}
@@ -346,19 +356,41 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// NewProject builds a project from definitions held in memory (the REST
-// API's, or a test's) and checks it as LoadProject would.
-func NewProject(conns map[string]Connection, syncs ...*Sync) (*Project, error) {
+// New builds a project from definitions held in memory (the REST API's, or
+// a test's) and checks it as Load would.
+func New(kinds Kinds, conns map[string]Connection, syncs ...*Sync) (*Project, error) {
 	p := &Project{Connections: map[string]Connection{}, Syncs: syncs}
 	var errs []error
 	for name, c := range conns {
 		c.Name = name
 		p.Connections[name] = c
-		errs = append(errs, checkConnection(c)...)
+		errs = append(errs, checkConnection(c, kinds)...)
 	}
 	errs = append(errs, p.check()...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return p, nil
+}
+
+// checkConnection checks a connection's name, and its kind and settings
+// when kinds are known, without opening it or reading its secrets.
+func checkConnection(c Connection, kinds Kinds) []error {
+	field := "connections." + c.Name
+	bad := func(f, msg string) []error {
+		return []error{&ConfigError{File: ProjectFile, Field: f, Message: msg}}
+	}
+	if !namePattern.MatchString(c.Name) {
+		return bad(field, "connection names use lower-case letters, digits and _")
+	}
+	if kinds == nil {
+		return nil
+	}
+	if err := kinds.CheckSettings(c.Kind, c.Settings); err != nil {
+		if c.Kind == "" || strings.HasPrefix(err.Error(), "unknown kind") {
+			return bad(field+".kind", err.Error())
+		}
+		return bad(field+".settings", err.Error())
+	}
+	return nil
 }
