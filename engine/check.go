@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/ferry-sync/ferry/engine/internal/scope"
 	"github.com/ferry-sync/ferry/engine/project"
 )
 
@@ -30,11 +31,11 @@ func (e *Engine) Check(ctx context.Context) (warnings []string, err error) {
 }
 
 func (e *Engine) checkSync(ctx context.Context, p *project.Project, s *project.Sync) error {
-	tx, err := e.beginRead(ctx, p, e.db, s.Source.Timeout.Duration)
+	tx, err := scope.BeginRead(ctx, e.db, p.Warehouse.ScopeRole, s.Source.Timeout.Duration)
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", s.Name, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	_, err = describeScope(ctx, tx, s, p.Warehouse.ScopeRole)
+	_, err = scope.Describe(ctx, tx, s, p.Warehouse.ScopeRole)
 	return err
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ferry-sync/ferry/engine/internal/linktable"
 	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/jackc/pgx/v5"
 )
@@ -14,14 +15,14 @@ import (
 // it behind the bookmark, what does its link row say, and what would a run
 // do with it now.
 type Explanation struct {
-	Sync     string        `json:"sync"`
-	SourceID string        `json:"source_id"`
-	InScope  bool          `json:"in_scope"`
-	Bookmark string        `json:"bookmark,omitempty"` // the sync's stored bookmark
-	Stamp    string        `json:"stamp,omitempty"`    // the record's bookmark column value
-	Link     *LinkRow      `json:"link,omitempty"`
-	Next     *RecordReport `json:"next,omitempty"` // what a run would do now (a dry run)
-	Findings []string      `json:"findings"`
+	Sync     string         `json:"sync"`
+	SourceID string         `json:"source_id"`
+	InScope  bool           `json:"in_scope"`
+	Bookmark string         `json:"bookmark,omitempty"` // the sync's stored bookmark
+	Stamp    string         `json:"stamp,omitempty"`    // the record's bookmark column value
+	Link     *linktable.Row `json:"link,omitempty"`
+	Next     *RecordReport  `json:"next,omitempty"` // what a run would do now (a dry run)
+	Findings []string       `json:"findings"`
 }
 
 // Explain says why a record did or did not sync. It writes nothing.
@@ -61,29 +62,11 @@ func (e *Engine) Explain(ctx context.Context, sync, sourceID string) (*Explanati
 			ex.Bookmark = v
 		}
 	}
-	if ex.Link, err = linkRow(ctx, e.db, sync, sourceID); err != nil {
+	if ex.Link, err = linktable.RowOf(ctx, e.db, sync, sourceID); err != nil {
 		return nil, err
 	}
 	ex.Findings = ex.findings(s)
 	return ex, nil
-}
-
-func linkRow(ctx context.Context, db dbtx, sync, sourceID string) (*LinkRow, error) {
-	lt, err := openLinkTable(ctx, db, sync)
-	if err != nil || lt == nil {
-		return nil, err
-	}
-	rows, err := db.Query(ctx, fmt.Sprintf(`
-		SELECT source_id::text, target_id::text, status, hash, error, error_class, attempts, first_synced_at, last_synced_at, updated_at
-		FROM %s WHERE source_id::text = $1`, lt.ident), sourceID)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", lt.ident, err)
-	}
-	found, err := pgx.CollectRows(rows, pgx.RowToStructByPos[LinkRow])
-	if err != nil || len(found) == 0 {
-		return nil, err
-	}
-	return &found[0], nil
 }
 
 // findings puts the answer in words, most important first.
@@ -102,7 +85,7 @@ func (ex *Explanation) findings(s *project.Sync) []string {
 		if l.Error != nil && *l.Error != "" {
 			say("last error: %s", *l.Error)
 		}
-		if l.Status == StatusError || l.Status == StatusPending {
+		if l.Status == linktable.StatusError || l.Status == linktable.StatusPending {
 			say("records in %s are read again on every run, whatever the bookmark", l.Status)
 		}
 	} else {

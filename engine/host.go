@@ -14,6 +14,8 @@ import (
 
 	"github.com/ferry-sync/ferry/engine/connector"
 	"github.com/ferry-sync/ferry/engine/internal/lease"
+	"github.com/ferry-sync/ferry/engine/internal/linktable"
+	"github.com/ferry-sync/ferry/engine/internal/scope"
 	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/ferry-sync/ferry/queries"
 	"github.com/ferry-sync/ferry/scripting"
@@ -34,13 +36,13 @@ type host struct {
 
 	mu      sync.Mutex
 	targets map[string]connector.Target // opened by this host, closed with it
-	links   map[string]*linkTable       // link tables by name (scripts' own, other syncs'), looked up once
+	links   map[string]*linktable.Table // link tables by name (scripts' own, other syncs'), looked up once
 }
 
 var _ scripting.Host = (*host)(nil)
 
 func newHost(e *Engine, p *project.Project, r *runner, script string) *host {
-	return &host{e: e, p: p, r: r, script: script, targets: map[string]connector.Target{}, links: map[string]*linkTable{}}
+	return &host{e: e, p: p, r: r, script: script, targets: map[string]connector.Target{}, links: map[string]*linktable.Table{}}
 }
 
 func (h *host) close() {
@@ -86,25 +88,25 @@ func (h *host) object(object string) string {
 func (h *host) Query(ctx context.Context, sql string, args []any) ([]map[string]any, error) {
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
-	tx, err := h.e.beginRead(ctx, h.p, h.e.db, queryTimeout)
+	tx, err := scope.BeginRead(ctx, h.e.db, h.p.Warehouse.ScopeRole, queryTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("pq query: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
 	m := tx.Conn().TypeMap()
-	rows, err := tx.Query(ctx, sql, append([]any{valueFormats(m)}, args...)...)
+	rows, err := tx.Query(ctx, sql, append([]any{scope.ValueFormats(m)}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("pq query: %w", err)
 	}
 	defer rows.Close()
 	fields := rows.FieldDescriptions()
-	dec := newRowDecoder(m, fields)
+	dec := scope.NewRowDecoder(m, fields)
 	var out []map[string]any
 	for rows.Next() {
 		raw := rows.RawValues()
 		row := make(map[string]any, len(fields))
 		for i, f := range fields {
-			v, err := dec.value(i, raw[i])
+			v, err := dec.Value(i, raw[i])
 			if err != nil {
 				return nil, fmt.Errorf("pq query: column %s: %w", f.Name, err)
 			}
@@ -144,12 +146,12 @@ func (h *host) Write(ctx context.Context, w scripting.Write) (string, error) {
 		return "", err
 	}
 	object := h.object(w.Object)
-	var lt *linkTable
+	var lt *linktable.Table
 	if w.SourceID != "" {
 		if lt, err = h.scriptLinks(ctx, t, conn, object); err != nil {
 			return "", err
 		}
-		linked, err := lt.targetIDs(ctx, h.e.db, []string{w.SourceID})
+		linked, err := lt.TargetIDs(ctx, h.e.db, []string{w.SourceID})
 		if err != nil {
 			return "", err
 		}
@@ -175,17 +177,17 @@ func (h *host) Write(ctx context.Context, w scripting.Write) (string, error) {
 		callErr = res.Err
 	}
 	if lt != nil && res.Done {
-		lw := linkWrite{sourceID: w.SourceID, status: StatusSuccess, synced: true}
+		lw := linktable.Write{SourceID: w.SourceID, Status: linktable.StatusSuccess, Synced: true}
 		if callErr != nil {
 			msg, class := h.e.redact.Redact(callErr.Error()), string(connector.ClassOf(callErr))
-			lw = linkWrite{sourceID: w.SourceID, status: StatusError, errText: &msg, errClass: &class, failedOnce: true}
+			lw = linktable.Write{SourceID: w.SourceID, Status: linktable.StatusError, Error: &msg, ErrorClass: &class, FailedOnce: true}
 			if connector.ClassOf(callErr) == connector.Ambiguous && change.Op == connector.OpInsert {
-				lw.status = StatusPending
+				lw.Status = linktable.StatusPending
 			}
 		} else {
 			id := res.TargetID
-			lw.targetID = &id
-			lw.payload = w.Record
+			lw.TargetID = &id
+			lw.Payload = w.Record
 		}
 		if err := h.record(ctx, lt, lw); err != nil {
 			return "", err
@@ -199,13 +201,13 @@ func (h *host) Write(ctx context.Context, w scripting.Write) (string, error) {
 
 // record writes a script's link row, in a transaction fenced by the
 // claim of the run or script it belongs to.
-func (h *host) record(ctx context.Context, lt *linkTable, lw linkWrite) error {
+func (h *host) record(ctx context.Context, lt *linktable.Table, lw linktable.Write) error {
 	l := h.lease
 	if h.r != nil {
 		l = h.r.lease
 	}
 	if l == nil {
-		return lt.upsert(ctx, h.e.db, []linkWrite{lw})
+		return lt.Upsert(ctx, h.e.db, []linktable.Write{lw})
 	}
 	tx, err := h.e.db.Begin(ctx)
 	if err != nil {
@@ -215,7 +217,7 @@ func (h *host) record(ctx context.Context, lt *linkTable, lw linkWrite) error {
 	if err := l.Fence(ctx, tx); err != nil {
 		return err
 	}
-	if err := lt.upsert(ctx, tx, []linkWrite{lw}); err != nil {
+	if err := lt.Upsert(ctx, tx, []linktable.Write{lw}); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
@@ -225,7 +227,7 @@ var unsafeName = regexp.MustCompile(`[^a-z0-9_]+`)
 
 // scriptLinks returns the link table of a standalone script's writes to one
 // object: link_tables.script_<script>_<object>.
-func (h *host) scriptLinks(ctx context.Context, t connector.Target, conn, object string) (*linkTable, error) {
+func (h *host) scriptLinks(ctx context.Context, t connector.Target, conn, object string) (*linktable.Table, error) {
 	owner := h.script
 	if h.r != nil {
 		owner = h.r.s.Name
@@ -246,7 +248,7 @@ func (h *host) scriptLinks(ctx context.Context, t connector.Target, conn, object
 			targetType = tt
 		}
 	}
-	lt, err := ensureLinkTable(ctx, h.e.db, name, "text", targetType)
+	lt, err := linktable.Ensure(ctx, h.e.db, name, "text", targetType)
 	if err != nil {
 		return nil, err
 	}
@@ -266,14 +268,14 @@ func (h *host) Link(ctx context.Context, sync, sourceID string) (string, bool, e
 	h.mu.Unlock()
 	if !ok {
 		var err error
-		if lt, err = openLinkTable(ctx, h.e.db, sync); err != nil || lt == nil {
+		if lt, err = linktable.Open(ctx, h.e.db, sync); err != nil || lt == nil {
 			return "", false, err // a sync that has not run yet: look again next time
 		}
 		h.mu.Lock()
 		h.links[sync] = lt
 		h.mu.Unlock()
 	}
-	ids, err := lt.targetIDs(ctx, h.e.db, []string{sourceID})
+	ids, err := lt.TargetIDs(ctx, h.e.db, []string{sourceID})
 	if err != nil {
 		return "", false, err
 	}
@@ -293,7 +295,7 @@ func (h *host) GetState(ctx context.Context) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the state of script %s: %w", h.script, err)
 	}
-	return decodeJSON(raw)
+	return scope.DecodeJSON(raw)
 }
 
 // SetState stores a standalone script's state for its next run.

@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +15,8 @@ import (
 
 	"github.com/ferry-sync/ferry/engine/connector"
 	"github.com/ferry-sync/ferry/engine/internal/lease"
+	"github.com/ferry-sync/ferry/engine/internal/linktable"
+	"github.com/ferry-sync/ferry/engine/internal/scope"
 	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/ferry-sync/ferry/queries"
 	"github.com/ferry-sync/ferry/scripting"
@@ -105,15 +105,15 @@ const (
 
 // RecordReport says what happened to one record (plan samples, ferry test).
 type RecordReport struct {
-	SourceID  string         `json:"source_id"`
-	Source    map[string]any `json:"source,omitempty"`
-	Mapped    map[string]any `json:"mapped,omitempty"`
-	Payload   map[string]any `json:"payload,omitempty"`
-	Decision  Decision       `json:"decision"`
-	TargetID  string         `json:"target_id,omitempty"`
-	Reason    string         `json:"reason,omitempty"`
-	Printed   []string       `json:"printed,omitempty"`
-	LinkState string         `json:"link_status,omitempty"`
+	SourceID  string           `json:"source_id"`
+	Source    map[string]any   `json:"source,omitempty"`
+	Mapped    map[string]any   `json:"mapped,omitempty"`
+	Payload   map[string]any   `json:"payload,omitempty"`
+	Decision  Decision         `json:"decision"`
+	TargetID  string           `json:"target_id,omitempty"`
+	Reason    string           `json:"reason,omitempty"`
+	Printed   []string         `json:"printed,omitempty"`
+	LinkState linktable.Status `json:"link_status,omitempty"`
 	// Behind: its stamp is older than the bookmark minus the overlap, so
 	// incremental runs do not read it (only reconciling ones).
 	Behind bool `json:"behind,omitempty"`
@@ -172,9 +172,9 @@ type runner struct {
 	haltSet bool   // the run stops sending (budget, on_error: stop)
 	haltWhy string // why, when the stage that halted says it itself
 
-	sc      *scope
-	lt      *linkTable
-	parents []*linkTable
+	sc      *scope.Scope
+	lt      *linktable.Table
+	parents []*linktable.Table
 	target  connector.Target
 	back    connector.Target // the write_back connection, if any
 	xf      *scripting.Script
@@ -190,7 +190,7 @@ type runner struct {
 	byName    []string        // columns mapped by name when the sync has no mapping
 	hashed    []string        // columns a transform sync's hash covers
 	retry     map[string]bool // owned by the reader goroutine
-	plan      readPlan
+	plan      scope.Plan
 	// reconcile: this run reads the whole scope and syncs what incremental
 	// reads missed.
 	reconcile bool
@@ -218,12 +218,12 @@ func (r *runner) run(ctx context.Context) (runErr error) {
 		return fmt.Errorf("sync %s: connecting to the warehouse: %w", s.Name, err)
 	}
 	defer readConn.Release()
-	tx, err := r.e.beginRead(ctx, r.p, readConn, s.Source.Timeout.Duration)
+	tx, err := scope.BeginRead(ctx, readConn, r.p.Warehouse.ScopeRole, s.Source.Timeout.Duration)
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", s.Name, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	if r.sc, err = describeScope(ctx, tx, s, r.p.Warehouse.ScopeRole); err != nil {
+	if r.sc, err = scope.Describe(ctx, tx, s, r.p.Warehouse.ScopeRole); err != nil {
 		return err
 	}
 	defer func() {
@@ -317,7 +317,7 @@ func (r *runner) prepare(ctx context.Context) error {
 		}
 	}
 	if r.opts.DryRun {
-		r.lt, err = openLinkTable(ctx, r.e.db, s.Name)
+		r.lt, err = linktable.Open(ctx, r.e.db, s.Name)
 	} else {
 		targetType := "text"
 		if typer, ok := r.target.(connector.IDTyper); ok {
@@ -325,13 +325,13 @@ func (r *runner) prepare(ctx context.Context) error {
 				return fmt.Errorf("sync %s: asking connection %s for the id type of %s: %w", s.Name, s.Target.Connection, s.Target.Object, err)
 			}
 		}
-		r.lt, err = ensureLinkTable(ctx, r.e.db, s.Name, r.sc.id.Type, targetType)
+		r.lt, err = linktable.Ensure(ctx, r.e.db, s.Name, r.sc.ID.Type, targetType)
 	}
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", s.Name, err)
 	}
 	for _, rel := range s.Relations {
-		plt, err := openLinkTable(ctx, r.e.db, rel.Sync)
+		plt, err := linktable.Open(ctx, r.e.db, rel.Sync)
 		if err != nil {
 			return fmt.Errorf("sync %s: %w", s.Name, err)
 		}
@@ -342,15 +342,15 @@ func (r *runner) prepare(ctx context.Context) error {
 		if len(f.Value) == 0 {
 			continue
 		}
-		v, err := decodeJSON(f.Value)
+		v, err := scope.DecodeJSON(f.Value)
 		if err != nil {
 			return fmt.Errorf("sync %s: static value for %s: %w", s.Name, f.Target, err)
 		}
 		r.static[f.Target] = v
 	}
 	r.finger = fingerprint(s)
-	r.byName, r.hashed = r.sc.derivedColumns(s)
-	r.plan = readPlan{link: r.lt, parents: r.parents, finger: r.finger, hashed: r.hashed}
+	r.byName, r.hashed = r.sc.DerivedColumns(s)
+	r.plan = scope.Plan{Link: r.lt, Parents: r.parents, Finger: r.finger, Hashed: r.hashed}
 	if !r.opts.DryRun {
 		r.budget = newBudget(s.ErrorBudget)
 	}
@@ -376,7 +376,7 @@ func (r *runner) prepare(ctx context.Context) error {
 	}
 	r.retry = map[string]bool{}
 	if r.opts.IDs == nil {
-		ids, err := r.lt.retryIDs(ctx, r.e.db)
+		ids, err := r.lt.RetryIDs(ctx, r.e.db)
 		if err != nil {
 			return fmt.Errorf("sync %s: %w", s.Name, err)
 		}
@@ -422,7 +422,7 @@ func (r *runner) recoverIntents(ctx context.Context) error {
 	for _, in := range intents {
 		msg := fmt.Sprintf("run %d stopped while inserting this record (%s) and its outcome is unknown", ptrOr(in.RunID, 0), in.CreatedAt.Format(time.RFC3339))
 		err := r.fenced(ctx, func(tx pgx.Tx) error {
-			if err := r.lt.markPending(ctx, tx, in.SourceIds, msg); err != nil {
+			if err := r.lt.MarkPending(ctx, tx, in.SourceIds, msg); err != nil {
 				return err
 			}
 			if err := r.e.q.WithTx(tx).IntentDelete(ctx, in.ID); err != nil {
@@ -475,92 +475,6 @@ func fingerprint(s *project.Sync) string {
 	}{s.Target.Object, s.Mapping, s.Relations, string(s.TransformSource)})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
-}
-
-const cursorName = "ferry_scope"
-
-// record is one scope row.
-type record struct {
-	id     *string // text form; nil for a NULL id
-	n      int64   // how often the id occurs in what was read
-	bm     *string
-	after  bool
-	values map[string]any
-	rels   []*string
-	bad    string // a value that could not be read: the record fails with it
-	// rowHash is the warehouse's hash of the row (see scope.rowHash).
-	rowHash string
-	// behind: a reconciling read found it behind the incremental range.
-	behind bool
-	// mayAdvance: read past the bookmark (not a retry), so the bookmark may
-	// move past it.
-	mayAdvance bool
-}
-
-func (r *runner) fetch(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]*record, error) {
-	// The same FETCH text returns other columns for another sync, so pgx's
-	// statement cache must not remember its shape: describe it every time.
-	m := tx.Conn().TypeMap()
-	rows, err := tx.Query(ctx, sql, append([]any{pgx.QueryExecModeDescribeExec, valueFormats(m)}, args...)...)
-	if err != nil {
-		return nil, r.sc.explain(err, 0)
-	}
-	defer rows.Close()
-	fields := rows.FieldDescriptions()
-	dec := newRowDecoder(m, fields)
-	ncols := len(r.sc.columns)
-	var recs []*record
-	for rows.Next() {
-		raw := rows.RawValues()
-		rec := &record{values: make(map[string]any, ncols), rels: make([]*string, len(r.sc.rels))}
-		for i := 0; i < ncols; i++ {
-			v, err := dec.value(i, raw[i])
-			if err != nil {
-				// One value Ferry cannot read fails its record, not the run.
-				if rec.bad == "" {
-					rec.bad = fmt.Sprintf("column %s (%s): %v", fields[i].Name, r.sc.columns[i].Type, err)
-				}
-				continue
-			}
-			rec.values[fields[i].Name] = v
-		}
-		for i := ncols; i < len(fields); i++ {
-			v, err := dec.value(i, raw[i])
-			if err != nil {
-				return nil, fmt.Errorf("sync %s: reading a scope row: %s: %w", r.s.Name, fields[i].Name, err)
-			}
-			name := fields[i].Name
-			switch {
-			case name == "__ferry_id":
-				rec.id = textOrNil(v)
-			case name == "__ferry_n":
-				rec.n, _ = v.(int64)
-			case name == "__ferry_bm":
-				rec.bm = textOrNil(v)
-			case name == "__ferry_after":
-				rec.after, _ = v.(bool)
-			case name == "__ferry_rh":
-				rec.rowHash, _ = v.(string)
-			case name == "__ferry_behind":
-				rec.behind, _ = v.(bool)
-			case strings.HasPrefix(name, "__ferry_rel_"):
-				k, _ := strconv.Atoi(strings.TrimPrefix(name, "__ferry_rel_"))
-				rec.rels[k] = textOrNil(v)
-			}
-		}
-		recs = append(recs, rec)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, r.sc.explain(err, 0)
-	}
-	return recs, nil
-}
-
-func textOrNil(v any) *string {
-	if s, ok := v.(string); ok {
-		return &s
-	}
-	return nil
 }
 
 // halt asks the run to stop sending: the decider and the writer stop at

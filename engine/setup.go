@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/ferry-sync/ferry/engine/internal/linktable"
 	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/ferry-sync/ferry/internal/sqlident"
 	"github.com/jackc/pgx/v5"
@@ -37,8 +38,8 @@ func SetupScopeRole(ctx context.Context, db interface {
 	if !exists {
 		stmts = append(stmts, "CREATE ROLE "+r+" NOLOGIN NOINHERIT")
 	}
-	stmts = append(stmts, "GRANT "+r+" TO CURRENT_USER", "CREATE SCHEMA IF NOT EXISTS "+sqlident.Ident(LinkSchema))
-	for _, schema := range append(schemas, LinkSchema) {
+	stmts = append(stmts, "GRANT "+r+" TO CURRENT_USER", "CREATE SCHEMA IF NOT EXISTS "+sqlident.Ident(linktable.Schema))
+	for _, schema := range append(schemas, linktable.Schema) {
 		sc := sqlident.Ident(schema)
 		stmts = append(stmts,
 			"GRANT USAGE ON SCHEMA "+sc+" TO "+r,

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ferry-sync/ferry/engine/connector"
 	"github.com/ferry-sync/ferry/engine/internal/lease"
+	"github.com/ferry-sync/ferry/engine/internal/linktable"
 	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/ferry-sync/ferry/queries"
 )
@@ -55,7 +58,7 @@ func (r *runner) write(ctx context.Context, items []*item) (*pageOutcome, error)
 	}
 	out.writes = r.linkWrites(items)
 	for _, it := range items {
-		if it.decision == DecideUnchanged && (it.link.status != StatusSuccess || it.link.rowHash != it.rec.rowHash) {
+		if it.decision == DecideUnchanged && (it.link.Status != linktable.StatusSuccess || it.link.RowHash != it.rec.rowHash) {
 			out.unchanged = append(out.unchanged, it.id)
 			out.unchangedHashes = append(out.unchangedHashes, it.rec.rowHash)
 		}
@@ -215,5 +218,114 @@ func notSent(items []*item, why string) {
 		if it.decision == DecideInsert || it.decision == DecideUpdate {
 			it.fail(DecideNotSent, "not_sent", why)
 		}
+	}
+}
+
+// finishPage is the writer stage: it writes a decided page, counts it and
+// hands its link rows to the recorder. It returns an error only when the
+// run must end (the warehouse or the target's credentials failed); record
+// failures are recorded and counted.
+func (r *runner) finishPage(ctx context.Context, dp *decidedPage, rc *recorder) error {
+	if dp.err != nil {
+		return dp.err
+	}
+	if dp.tail != nil {
+		rc.submit(&pageOutcome{bookmark: dp.tail})
+		return nil
+	}
+	r.count(func(c *Counts) {
+		c.Read += int64(len(dp.recs))
+		c.TargetCalls += dp.lookups
+	})
+	out, writeErr := r.write(ctx, dp.items)
+	// What the page's records became counts once their link rows are
+	// committed: a page the warehouse failed to record did not happen.
+	out.counts = r.report(dp.items)
+	out.counts.Invalid += dp.nullIDs
+	if writeErr == nil {
+		out.bookmark = r.nextBookmark(dp.recs)
+	}
+	rc.submit(out)
+	if r.opts.Progress != nil {
+		r.opts.Progress(Progress{Sync: r.s.Name, Counts: r.counts(), Elapsed: time.Since(r.started)})
+	}
+	if writeErr != nil {
+		return writeErr
+	}
+	if r.s.OnError == project.OnErrorStop {
+		for _, it := range dp.items {
+			if it.decision == DecideFail || it.decision == DecideInvalid {
+				r.res.Status = RunStopped
+				r.res.Error = fmt.Sprintf("stopped at source id %s: %s (on_error: stop; fix the record or set on_error: continue)", it.id, r.e.redact.Redact(it.reason))
+				return nil
+			}
+		}
+	}
+	if why := r.haltReason(); why != "" {
+		r.res.Status = RunStopped
+		r.res.Error = r.e.redact.Redact(why)
+	}
+	return nil
+}
+
+func (r *runner) describeWriteError(c connector.Change, err *connector.Error) string {
+	what := "inserting"
+	if c.Op == connector.OpUpdate {
+		what = "updating " + c.TargetID + " in"
+	}
+	msg := fmt.Sprintf("%s %s refused source id %s: %s", what, r.s.Target.Object, c.SourceID, err.Error())
+	switch err.Class {
+	case connector.NotFound:
+		msg += fmt.Sprintf("; the target record is gone: delete the row of source id %s from link_tables.%s to insert it again", c.SourceID, r.s.Name)
+	case connector.Ambiguous:
+		if _, finds := r.target.(connector.Finder); finds && len(r.s.Target.MatchOn) > 0 {
+			msg += fmt.Sprintf("; the target may have applied it: the next run looks it up by %s before sending anything again", strings.Join(r.s.Target.MatchOn, ", "))
+		} else {
+			msg += fmt.Sprintf("; the target may have applied it, so it is never sent again blindly: set target.match_on (with a lookup) to let Ferry find it, or settle it in link_tables.%s by hand (ferry status %s says how)", r.s.Name, r.s.Name)
+		}
+	case connector.Rejected:
+		msg += "; fix the source data or the mapping: the record is retried on every run"
+	default:
+		msg += "; retried on the next run"
+	}
+	return msg
+}
+
+// writeBack writes the ids of the page's new target records into the source
+// application (write_back). A failure does not undo the insert: it is kept
+// in ferry.run_errors with what to do, and the run goes on.
+func (r *runner) writeBack(ctx context.Context, sent []*item, changes []connector.Change, results []connector.Result) {
+	wb := r.s.WriteBack
+	if wb == nil || r.back == nil {
+		return
+	}
+	var backs []connector.Change
+	for i, it := range sent {
+		if changes[i].Op == connector.OpInsert && results[i].Done && results[i].Err == nil {
+			backs = append(backs, connector.Change{Op: connector.OpUpdate, SourceID: it.id, TargetID: it.id,
+				Payload: map[string]any{wb.Field: typedID(it.targetID, r.lt.TargetType)}})
+		}
+	}
+	if len(backs) == 0 {
+		return
+	}
+	res, err := r.back.Write(ctx, wb.Object, backs)
+	for i, c := range backs {
+		var failure error
+		switch {
+		case i < len(res) && res[i].Done && res[i].Err == nil:
+			r.count(func(c *Counts) { c.WrittenBack++ })
+			continue
+		case i < len(res) && res[i].Err != nil:
+			failure = res[i].Err
+		case err != nil:
+			failure = err
+		default:
+			failure = fmt.Errorf("not sent")
+		}
+		id := c.SourceID
+		r.runError(ctx, &id, "write_back", fmt.Sprintf(
+			"writing target id %v back to %s.%s of source id %s failed: %v; the record itself is synced (link_tables.%s holds its target id)",
+			c.Payload[wb.Field], wb.Object, wb.Field, id, failure, r.s.Name))
 	}
 }

@@ -52,14 +52,42 @@ func Migrations() ([]Migration, error) {
 	return out, nil
 }
 
+// Checksum identifies the SQL of m. Migrate records it when it applies m and
+// compares it on every later run, so that an applied migration edited
+// afterwards is refused instead of silently skipped. Line endings are
+// normalised first: a checkout that turned LF into CRLF (Windows, autocrlf)
+// has not edited anything, and must not be refused for it.
+func (m Migration) Checksum() string {
+	sum := sha256.Sum256([]byte(strings.ReplaceAll(m.SQL, "\r\n", "\n")))
+	return hex.EncodeToString(sum[:])
+}
+
+// bootstrapSQL creates the table that records applied migrations. It cannot
+// be a migration itself, since it is what says which migrations ran. The
+// checksum column came later: databases migrated by earlier versions of
+// Ferry get it (their rows start with NULL), only then, since ALTER TABLE
+// takes an exclusive lock and needs the table's owner.
+const bootstrapSQL = `CREATE SCHEMA IF NOT EXISTS ferry;
+CREATE TABLE IF NOT EXISTS ferry.schema_migrations (
+	version    integer PRIMARY KEY,
+	name       text NOT NULL,
+	applied_at timestamptz NOT NULL DEFAULT now());
+DO $$ BEGIN
+	IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'ferry.schema_migrations'::regclass AND attname = 'checksum' AND NOT attisdropped) THEN
+		ALTER TABLE ferry.schema_migrations ADD COLUMN checksum text;
+	END IF;
+END $$`
+
 // MigrationsHash identifies the current set of migrations; test helpers key
-// their template databases by it.
+// their template databases by it. The bootstrap DDL is part of it, so that a
+// template built before schema_migrations changed shape is not reused.
 func MigrationsHash() (string, error) {
 	ms, err := Migrations()
 	if err != nil {
 		return "", err
 	}
 	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00", bootstrapSQL)
 	for _, m := range ms {
 		fmt.Fprintf(h, "%d\x00%s\x00", m.Version, m.SQL)
 	}
@@ -67,7 +95,9 @@ func MigrationsHash() (string, error) {
 }
 
 // Migrate applies every migration the database does not have yet, in one
-// transaction under an advisory lock. It returns how many it applied.
+// transaction under an advisory lock. It returns how many it applied. It
+// refuses a database whose applied migrations differ from the embedded ones:
+// one edited after it was applied, or one this binary does not have.
 func Migrate(ctx context.Context, conn interface {
 	Begin(context.Context) (pgx.Tx, error)
 }) (int, error) {
@@ -75,6 +105,30 @@ func Migrate(ctx context.Context, conn interface {
 	if err != nil {
 		return 0, err
 	}
+	return migrate(ctx, conn, ms)
+}
+
+// appliedMigration is a row of ferry.schema_migrations.
+type appliedMigration struct {
+	Version  int32
+	Name     string
+	Checksum *string // NULL when applied before checksums were recorded
+}
+
+// migrate is Migrate with the migrations passed in, so that tests can stand
+// in an edited or a shorter list for the embedded one. ms must be in version
+// order.
+func migrate(ctx context.Context, conn interface {
+	Begin(context.Context) (pgx.Tx, error)
+}, ms []Migration) (int, error) {
+	byVersion := make(map[int]Migration, len(ms))
+	for _, m := range ms {
+		if prev, ok := byVersion[m.Version]; ok {
+			return 0, fmt.Errorf("migrate: migrations %s and %s have the same version %d", prev.Name, m.Name, m.Version)
+		}
+		byVersion[m.Version] = m
+	}
+
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("migrate: starting transaction: %w", err)
@@ -84,34 +138,54 @@ func Migrate(ctx context.Context, conn interface {
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrateLockKey)); err != nil {
 		return 0, fmt.Errorf("migrate: taking the migration lock: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS ferry;
-		CREATE TABLE IF NOT EXISTS ferry.schema_migrations (
-			version    integer PRIMARY KEY,
-			name       text NOT NULL,
-			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+	if _, err := tx.Exec(ctx, bootstrapSQL); err != nil {
 		return 0, fmt.Errorf("migrate: creating ferry.schema_migrations: %w", err)
 	}
-	applied := map[int]bool{}
-	rows, err := tx.Query(ctx, "SELECT version FROM ferry.schema_migrations")
+	rows, err := tx.Query(ctx, "SELECT version, name, checksum FROM ferry.schema_migrations ORDER BY version")
 	if err != nil {
 		return 0, fmt.Errorf("migrate: reading applied migrations: %w", err)
 	}
-	versions, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	applied, err := pgx.CollectRows(rows, pgx.RowToStructByPos[appliedMigration])
 	if err != nil {
 		return 0, fmt.Errorf("migrate: reading applied migrations: %w", err)
 	}
-	for _, v := range versions {
-		applied[int(v)] = true
+
+	// Check what the database already has before applying anything: a
+	// migration applied here and edited since, or one this binary lacks,
+	// means the schema is not what the code expects, and skipping it would
+	// hide that until some query failed.
+	done := make(map[int]bool, len(applied))
+	for _, a := range applied {
+		m, ok := byVersion[int(a.Version)]
+		if !ok {
+			return 0, fmt.Errorf("migrate: this database has migration %s (version %d) applied, which this Ferry binary does not know: "+
+				"the database was migrated by a newer Ferry; upgrade Ferry to use it", a.Name, a.Version)
+		}
+		want := m.Checksum()
+		switch {
+		case a.Checksum == nil:
+			// Applied by a Ferry that did not record checksums: there is
+			// nothing to compare with, so trust it and record the checksum
+			// from now on.
+			if _, err := tx.Exec(ctx, "UPDATE ferry.schema_migrations SET checksum = $1 WHERE version = $2", want, a.Version); err != nil {
+				return 0, fmt.Errorf("migrate: recording the checksum of %s: %w", m.Name, err)
+			}
+		case *a.Checksum != want:
+			return 0, fmt.Errorf("migrate: migration %s was edited after it was applied to this database (its sha256 starts %.12s now, %.12s when applied): "+
+				"put the file back as it was and write a new migration for the change", m.Name, want, *a.Checksum)
+		}
+		done[m.Version] = true
 	}
+
 	n := 0
 	for _, m := range ms {
-		if applied[m.Version] {
+		if done[m.Version] {
 			continue
 		}
 		if _, err := tx.Exec(ctx, m.SQL); err != nil {
 			return 0, fmt.Errorf("migrate: applying %s: %w", m.Name, err)
 		}
-		if _, err := tx.Exec(ctx, "INSERT INTO ferry.schema_migrations (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
+		if _, err := tx.Exec(ctx, "INSERT INTO ferry.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", m.Version, m.Name, m.Checksum()); err != nil {
 			return 0, fmt.Errorf("migrate: recording %s: %w", m.Name, err)
 		}
 		n++

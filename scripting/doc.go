@@ -42,6 +42,11 @@
 // the folder. Loaded files are read once at Compile; workers never read
 // files.
 //
+// Check finds what Compile would refuse statically (syntax, undefined
+// names, refused or missing loads, a missing or mis-shaped entry def)
+// without running any of the script, so loading a project can refuse a
+// broken script without running its top-level code in Ferry's own process.
+//
 // # Predeclared names
 //
 //	json      encode, decode, indent, encode_indent (go.starlark.net/lib/json)

@@ -199,8 +199,7 @@ func loadProgram(ctx context.Context, script string, sources map[string][]byte, 
 func (p *program) findEntry(globals starlark.StringDict) error {
 	v, ok := globals[p.entryName]
 	if !ok {
-		return &ScriptError{Kind: KindCompile, Script: p.script, File: p.script,
-			Message: fmt.Sprintf("no %s function: define %s", p.entryName, entrySignature(p.entryName))}
+		return missingEntry(p.script, p.entryName)
 	}
 	fn, ok := v.(*starlark.Function)
 	if !ok {
@@ -213,37 +212,58 @@ func (p *program) findEntry(globals starlark.StringDict) error {
 // setEntry checks the entry function's parameters and how to pass
 // target_id to a transform.
 func (p *program) setEntry(fn *starlark.Function) error {
-	pos := fn.Position()
-	bad := func() error {
-		return &ScriptError{Kind: KindCompile, Script: p.script, File: pos.Filename(), Line: int(pos.Line), Col: int(pos.Col),
-			Message: fmt.Sprintf("%s takes the wrong parameters: define %s", p.entryName, entrySignature(p.entryName))}
+	passTargetID, passPQ, ok := entryCall(p.entryName, fn.NumParams(), fn.HasVarargs(), fn.HasKwargs())
+	if !ok {
+		return badEntryParams(p.script, p.entryName, fn.Position())
 	}
-	named := fn.NumParams() // counts *args and **kwargs too
-	if fn.HasVarargs() {
+	p.passTargetID, p.passPQ = passTargetID, passPQ
+	p.entry = fn
+	return nil
+}
+
+// entryCall says how Ferry calls an entry function with these parameters,
+// or !ok when the function cannot take what Ferry passes. numParams counts
+// *args and **kwargs too, as starlark.Function.NumParams does. Compile
+// (through setEntry) and Check both decide here, so they cannot disagree.
+func entryCall(entry string, numParams int, varargs, kwargs bool) (passTargetID int, passPQ bool, ok bool) {
+	named := numParams
+	if varargs {
 		named--
 	}
-	if fn.HasKwargs() {
+	if kwargs {
 		named--
 	}
-	switch p.entryName {
+	switch entry {
 	case EntryTransform:
-		if named < 3 && !fn.HasVarargs() {
-			return bad()
+		if named < 3 && !varargs {
+			return 0, false, false
 		}
 		switch {
-		case named >= 4 || fn.HasVarargs():
-			p.passTargetID = 1
-		case fn.HasKwargs():
-			p.passTargetID = 2
+		case named >= 4 || varargs:
+			passTargetID = 1
+		case kwargs:
+			passTargetID = 2
 		}
 	case EntryMain:
 		if named > 1 {
-			return bad()
+			return 0, false, false
 		}
-		p.passPQ = named == 1 || fn.HasVarargs()
+		passPQ = named == 1 || varargs
 	}
-	p.entry = fn
-	return nil
+	return passTargetID, passPQ, true
+}
+
+// badEntryParams is the error for an entry function defined at pos whose
+// parameters do not fit.
+func badEntryParams(script, entry string, pos syntax.Position) *ScriptError {
+	return &ScriptError{Kind: KindCompile, Script: script, File: pos.Filename(), Line: int(pos.Line), Col: int(pos.Col),
+		Message: fmt.Sprintf("%s takes the wrong parameters: define %s", entry, entrySignature(entry))}
+}
+
+// missingEntry is the error for a script that defines no entry function.
+func missingEntry(script, entry string) *ScriptError {
+	return &ScriptError{Kind: KindCompile, Script: script, File: script,
+		Message: fmt.Sprintf("no %s function: define %s", entry, entrySignature(entry))}
 }
 
 func entrySignature(entry string) string {

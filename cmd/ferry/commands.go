@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -242,72 +243,61 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 func cmdStatus(ctx context.Context, c *cli, args []string) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
-	limit := fs.Int("errors", 10, "how many of the latest errors to list")
+	limit := fs.Int("errors", 10, "how many of the latest errors and runs to list")
 	if fs.Parse(args) != nil {
 		return exitUsage
 	}
-	p, pool, err := c.open(ctx)
+	ss, err := c.start(ctx)
 	if err != nil {
 		return c.fail(err)
 	}
-	defer pool.Close()
-	names := fs.Args()
-	if len(names) == 0 {
-		for _, s := range p.Syncs {
-			names = append(names, s.Name)
-		}
+	defer ss.close()
+	statuses, err := ss.eng.Status(ctx, fs.Args(), *limit)
+	if err != nil {
+		return c.fail(err)
 	}
-	q := queries.New(pool)
-	for _, name := range names {
-		if _, ok := p.Sync(name); !ok {
-			return c.fail(usageError{fmt.Sprintf("unknown sync %q", name)})
-		}
-		counts, err := engine.LinkCounts(ctx, pool, name)
-		if err != nil {
-			return c.fail(err)
-		}
-		fmt.Fprintf(c.stdout, "%s (link_tables.%s)\n", name, name)
-		if len(counts) == 0 {
-			fmt.Fprintln(c.stdout, "  no link rows yet: the sync has not run")
-		}
-		for _, st := range []string{engine.StatusSuccess, engine.StatusSkipped, engine.StatusMatched, engine.StatusPending, engine.StatusError} {
-			if counts[st] > 0 {
-				fmt.Fprintf(c.stdout, "  %-8s %d\n", st, counts[st])
-			}
-		}
-		errs, err := engine.LinkRows(ctx, pool, name, engine.StatusError, *limit)
-		if err != nil {
-			return c.fail(err)
-		}
-		pending, err := engine.LinkRows(ctx, pool, name, engine.StatusPending, *limit)
-		if err != nil {
-			return c.fail(err)
-		}
-		for _, r := range append(errs, pending...) {
-			msg := ""
-			if r.Error != nil {
-				msg = *r.Error
-			}
-			fmt.Fprintf(c.stdout, "  %s source id %s (attempts %d): %s\n", r.Status, r.SourceID, r.Attempts, msg)
-		}
-		runs, err := q.RunListBySync(ctx, queries.RunListBySyncParams{Sync: name, MaxRows: 5})
-		if err != nil {
-			return c.fail(err)
-		}
-		if len(runs) > 0 {
-			tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "  run\tstarted\tstatus\tread\tins\tupd\tunch\tfailed\tbookmark")
-			for _, r := range runs {
-				bm := ""
-				if r.BookmarkAfter != nil {
-					bm = *r.BookmarkAfter
-				}
-				fmt.Fprintf(tw, "  %d\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", r.ID, r.StartedAt.Local().Format("2006-01-02 15:04:05"), r.Status, r.Read, r.Inserted, r.Updated, r.Unchanged, r.Failed, bm)
-			}
-			tw.Flush()
-		}
+	for _, st := range statuses {
+		printStatus(c.stdout, st)
 	}
 	return exitOK
+}
+
+func printStatus(w io.Writer, st engine.SyncStatus) {
+	fmt.Fprintf(w, "%s (link_tables.%s)\n", st.Sync, st.Sync)
+	if len(st.Links) == 0 {
+		fmt.Fprintln(w, "  no link rows yet: the sync has not run")
+	}
+	for _, s := range engine.LinkStatuses() {
+		if st.Links[s] > 0 {
+			fmt.Fprintf(w, "  %-8s %d\n", s, st.Links[s])
+		}
+	}
+	for _, r := range st.Failing {
+		msg := ""
+		if r.Error != nil {
+			msg = *r.Error
+		}
+		fmt.Fprintf(w, "  %s source id %s (attempts %d): %s\n", r.Status, r.SourceID, r.Attempts, msg)
+	}
+	if st.Bookmark != "" {
+		fmt.Fprintf(w, "  bookmark %s", st.Bookmark)
+		if st.NextReconcile != nil {
+			fmt.Fprintf(w, "; next reconciling run after %s", st.NextReconcile.Local().Format("2006-01-02 15:04"))
+		}
+		fmt.Fprintln(w)
+	}
+	if len(st.Runs) > 0 {
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  run\tstarted\tstatus\tread\tins\tupd\tunch\tfailed\tbookmark")
+		for _, r := range st.Runs {
+			bm := ""
+			if r.BookmarkAfter != nil {
+				bm = *r.BookmarkAfter
+			}
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", r.ID, r.StartedAt.Local().Format("2006-01-02 15:04:05"), r.Status, r.Read, r.Inserted, r.Updated, r.Unchanged, r.Failed, bm)
+		}
+		tw.Flush()
+	}
 }
 
 func cmdCheck(ctx context.Context, c *cli, args []string) int {

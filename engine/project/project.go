@@ -2,7 +2,6 @@ package project
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -157,14 +156,11 @@ func loadSyncFile(dir, path string) (*Sync, error) {
 		}
 		s.TransformSource = code
 		// A broken script is refused now, with its file and line, before
-		// any record is touched.
-		script, err := scripting.Compile(context.Background(), s.Transform, code, scripting.Options{
-			Entry: "transform", LoadDir: base, Isolation: scripting.IsolationNone,
-		})
-		if err != nil {
+		// any record is touched, without running any of its code: that
+		// happens in a worker process, under its limits, when a run calls it.
+		if err := scripting.Check(s.Transform, code, scripting.Options{Entry: "transform", LoadDir: base}); err != nil {
 			return nil, &ConfigError{File: rel, Field: "transform", Message: err.Error()}
 		}
-		script.Close()
 	}
 	return s, nil
 }

@@ -1,4 +1,4 @@
-package engine
+package scope
 
 import (
 	"bytes"
@@ -163,8 +163,8 @@ func uuidString(b [16]byte) string {
 	return string(buf[:])
 }
 
-// decodeJSON decodes a json/jsonb column's raw bytes keeping numbers exact.
-func decodeJSON(raw []byte) (any, error) {
+// DecodeJSON decodes a json/jsonb column's raw bytes keeping numbers exact.
+func DecodeJSON(raw []byte) (any, error) {
 	if len(raw) > 0 && raw[0] == 1 { // jsonb binary format: a version byte
 		raw = raw[1:]
 	}

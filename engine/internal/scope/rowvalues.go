@@ -1,4 +1,4 @@
-package engine
+package scope
 
 import (
 	"fmt"
@@ -32,11 +32,11 @@ func arrayElemOIDs() []uint32 {
 	return append(nativeOIDs(), pgtype.JSONOID, pgtype.JSONBOID)
 }
 
-// valueFormats asks for binary results where pgx decodes them faithfully
+// ValueFormats asks for binary results where pgx decodes them faithfully
 // and for text for every other type (the default for OIDs not listed), so
 // that no value arrives as a Go type Ferry does not know. json, jsonb and
 // their arrays come as text: Ferry decodes the JSON itself, numbers exact.
-func valueFormats(m *pgtype.Map) pgx.QueryResultFormatsByOID {
+func ValueFormats(m *pgtype.Map) pgx.QueryResultFormatsByOID {
 	formats := pgx.QueryResultFormatsByOID{}
 	for _, oid := range nativeOIDs() {
 		formats[oid] = pgx.BinaryFormatCode
@@ -59,8 +59,8 @@ const (
 	kindArray                    // an array of native or json elements
 )
 
-// rowDecoder decodes the rows of one result shape.
-type rowDecoder struct {
+// RowDecoder decodes the rows of one result shape.
+type RowDecoder struct {
 	m     *pgtype.Map
 	cols  []pgconn.FieldDescription
 	kinds []columnKind
@@ -68,8 +68,8 @@ type rowDecoder struct {
 	types []pgtype.Codec
 }
 
-func newRowDecoder(m *pgtype.Map, fields []pgconn.FieldDescription) *rowDecoder {
-	d := &rowDecoder{m: m, cols: fields, kinds: make([]columnKind, len(fields)),
+func NewRowDecoder(m *pgtype.Map, fields []pgconn.FieldDescription) *RowDecoder {
+	d := &RowDecoder{m: m, cols: fields, kinds: make([]columnKind, len(fields)),
 		elems: make([]uint32, len(fields)), types: make([]pgtype.Codec, len(fields))}
 	native := map[uint32]bool{}
 	for _, oid := range nativeOIDs() {
@@ -93,14 +93,14 @@ func newRowDecoder(m *pgtype.Map, fields []pgconn.FieldDescription) *rowDecoder 
 }
 
 // value decodes column i's raw value.
-func (d *rowDecoder) value(i int, raw []byte) (any, error) {
+func (d *RowDecoder) Value(i int, raw []byte) (any, error) {
 	if raw == nil {
 		return nil, nil
 	}
 	f := &d.cols[i]
 	switch d.kinds[i] {
 	case kindJSON:
-		return decodeJSON(raw)
+		return DecodeJSON(raw)
 	case kindNative:
 		v, err := d.types[i].DecodeValue(d.m, f.DataTypeOID, f.Format, raw)
 		if err != nil {
@@ -118,7 +118,7 @@ func (d *rowDecoder) value(i int, raw []byte) (any, error) {
 
 // array returns an array as nested lists, one level per dimension (an
 // empty array is an empty list).
-func (d *rowDecoder) array(f *pgconn.FieldDescription, elem uint32, raw []byte) (any, error) {
+func (d *RowDecoder) array(f *pgconn.FieldDescription, elem uint32, raw []byte) (any, error) {
 	var flat []any
 	var dims []pgtype.ArrayDimension
 	if elem == pgtype.JSONOID || elem == pgtype.JSONBOID {
@@ -131,7 +131,7 @@ func (d *rowDecoder) array(f *pgconn.FieldDescription, elem uint32, raw []byte) 
 			if s == nil {
 				continue
 			}
-			v, err := decodeJSON([]byte(*s))
+			v, err := DecodeJSON([]byte(*s))
 			if err != nil {
 				return nil, fmt.Errorf("element %d: %w", i+1, err)
 			}

@@ -1,4 +1,4 @@
-package engine
+package scope
 
 import (
 	"context"
@@ -12,20 +12,19 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// beginRead starts the transaction every user query runs in (scope reads,
+// BeginRead starts the transaction every user query runs in (scope reads,
 // checks, pq.query): READ ONLY, bounded by timeout, and, when the project
-// names a scope role, under that role, so that a scope query has only the
+// names a scope role (role), under that role, so that a scope query has only the
 // rights an analyst granted it (SELECT on their schemas) and none of the
 // warehouse login's: no server files, no other sessions, no writes. db is a
 // pool or a connection.
-func (e *Engine) beginRead(ctx context.Context, p *project.Project, db interface {
+func BeginRead(ctx context.Context, db interface {
 	BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
-}, timeout time.Duration) (pgx.Tx, error) {
+}, role string, timeout time.Duration) (pgx.Tx, error) {
 	tx, err := db.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return nil, fmt.Errorf("starting a read-only transaction: %w", err)
 	}
-	role := p.Warehouse.ScopeRole
 	_, err = tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true), CASE WHEN $2 <> '' THEN set_config('role', $2, true) END",
 		strconv.FormatInt(timeout.Milliseconds(), 10), role)
 	if err != nil {

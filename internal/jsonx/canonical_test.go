@@ -1,4 +1,4 @@
-package engine
+package jsonx
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
+func TestAppendCanonicalMatchesEncodingJSON(t *testing.T) {
 	t.Parallel()
 	ts := time.Date(2026, 3, 4, 5, 6, 7, 123456000, time.UTC)
 	cases := []any{
@@ -29,32 +29,32 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 		enc := json.NewEncoder(&want)
 		enc.SetEscapeHTML(false)
 		require.NoError(t, enc.Encode(v))
-		assert.Equal(t, string(bytes.TrimSuffix(want.Bytes(), []byte("\n"))), string(appendJSON(nil, v)), "%#v", v)
+		assert.Equal(t, string(bytes.TrimSuffix(want.Bytes(), []byte("\n"))), string(AppendCanonical(nil, v)), "%#v", v)
 	}
 }
 
-func TestAppendJSONIsValidForOddValues(t *testing.T) {
+func TestAppendCanonicalIsValidForOddValues(t *testing.T) {
 	t.Parallel()
 	for _, v := range []any{
 		"bad utf8 \xff here", struct{ A int }{1}, big.NewInt(5), math.NaN(), math.Inf(-1), json.Number("12a"),
 		time.Date(12000, 1, 2, 0, 0, 0, 0, time.UTC), []any{math.Inf(1), make(chan int)},
 	} {
-		out := appendJSON(nil, v)
+		out := AppendCanonical(nil, v)
 		assert.True(t, json.Valid(out), "%s", out)
 	}
 }
 
 // A value encoding/json refuses is written on its own: the rest of the
 // record still counts in the hash, and the value itself too.
-func TestAppendJSONKeepsTheRestAroundOddValues(t *testing.T) {
+func TestAppendCanonicalKeepsTheRestAroundOddValues(t *testing.T) {
 	t.Parallel()
 	rec := func(name string, x any) map[string]any { return map[string]any{"name": name, "x": x} }
 	for _, x := range []any{math.NaN(), math.Inf(1), time.Date(12000, 1, 2, 0, 0, 0, 0, time.UTC), make(chan int)} {
-		assert.NotEqual(t, string(appendJSON(nil, rec("a", x))), string(appendJSON(nil, rec("b", x))), "%v", x)
+		assert.NotEqual(t, string(AppendCanonical(nil, rec("a", x))), string(AppendCanonical(nil, rec("b", x))), "%v", x)
 	}
-	assert.Equal(t, `{"name":"a","x":"NaN"}`, string(appendJSON(nil, rec("a", math.NaN()))))
-	assert.NotEqual(t, string(appendJSON(nil, math.Inf(1))), string(appendJSON(nil, math.Inf(-1))))
+	assert.Equal(t, `{"name":"a","x":"NaN"}`, string(AppendCanonical(nil, rec("a", math.NaN()))))
+	assert.NotEqual(t, string(AppendCanonical(nil, math.Inf(1))), string(AppendCanonical(nil, math.Inf(-1))))
 	assert.NotEqual(t,
-		string(appendJSON(nil, time.Date(12000, 1, 2, 0, 0, 0, 0, time.UTC))),
-		string(appendJSON(nil, time.Date(12000, 1, 3, 0, 0, 0, 0, time.UTC))))
+		string(AppendCanonical(nil, time.Date(12000, 1, 2, 0, 0, 0, 0, time.UTC))),
+		string(AppendCanonical(nil, time.Date(12000, 1, 3, 0, 0, 0, 0, time.UTC))))
 }

@@ -1,4 +1,4 @@
-package engine
+package scope
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/ferry-sync/ferry/engine/internal/linktable"
 	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/ferry-sync/ferry/internal/sqlident"
 	"github.com/jackc/pgx/v5"
@@ -36,23 +37,23 @@ func (c Column) selectExpr() string {
 
 // scope is a sync's scope query, described: its columns, and the id and
 // bookmark columns among them.
-type scope struct {
+type Scope struct {
 	sync     *project.Sync
 	sql      string // the user's query, trailing semicolons removed
-	columns  []Column
-	id       Column
-	bookmark *Column // nil for full reads
-	rels     []Column
-	role     string // the scope role queries run as, "" for the warehouse login
+	Columns  []Column
+	ID       Column
+	Bookmark *Column  // nil for full reads
+	Rels     []Column // the relations' key columns, in order
+	role     string   // the scope role queries run as, "" for the warehouse login
 }
 
 // scopePrefix wraps the user's query; the newline before the closing
 // parenthesis keeps a trailing "-- comment" in the query from eating it.
 const scopePrefix = "SELECT * FROM (\n"
 
-// ScopeError is a problem with a sync's scope query: it does not parse, it
+// Error is a problem with a sync's scope query: it does not parse, it
 // lacks a column, it tries to write, it takes too long.
-type ScopeError struct {
+type Error struct {
 	Sync    string
 	File    string
 	Line    int // 1-based line in the scope query, 0 when unknown
@@ -62,7 +63,7 @@ type ScopeError struct {
 	Err     error
 }
 
-func (e *ScopeError) Error() string {
+func (e *Error) Error() string {
 	where := "sync " + e.Sync
 	if e.File != "" {
 		where += " (" + e.File + ")"
@@ -78,7 +79,7 @@ func (e *ScopeError) Error() string {
 	return msg
 }
 
-func (e *ScopeError) Unwrap() error { return e.Err }
+func (e *Error) Unwrap() error { return e.Err }
 
 func cleanScopeSQL(q string) string {
 	q = strings.TrimSpace(q)
@@ -88,17 +89,17 @@ func cleanScopeSQL(q string) string {
 	return q
 }
 
-// describeScope reads a scope query's columns without reading its rows and
+// Describe reads a scope query's columns without reading its rows and
 // checks the id, bookmark and relation columns against them.
-func describeScope(ctx context.Context, tx pgx.Tx, s *project.Sync, role string) (*scope, error) {
-	sc := &scope{sync: s, sql: cleanScopeSQL(s.ScopeSQL()), role: role}
+func Describe(ctx context.Context, tx pgx.Tx, s *project.Sync, role string) (*Scope, error) {
+	sc := &Scope{sync: s, sql: cleanScopeSQL(s.ScopeSQL()), role: role}
 	if sc.sql == "" {
-		return nil, &ScopeError{Sync: s.Name, File: s.File, Message: "the query is empty"}
+		return nil, &Error{Sync: s.Name, File: s.File, Message: "the query is empty"}
 	}
 	text := scopePrefix + sc.sql + "\n) s"
 	desc, err := tx.Conn().Prepare(ctx, "", text)
 	if err != nil {
-		return nil, sc.explain(err, len(scopePrefix))
+		return nil, sc.Explain(err, len(scopePrefix))
 	}
 	oids := make([]uint32, len(desc.Fields))
 	mods := make([]int32, len(desc.Fields))
@@ -124,52 +125,52 @@ func describeScope(ctx context.Context, tx pgx.Tx, s *project.Sync, role string)
 	seen := map[string]bool{}
 	for i, f := range desc.Fields {
 		if seen[f.Name] {
-			return nil, &ScopeError{Sync: s.Name, File: s.File, Message: fmt.Sprintf("column %q appears twice", f.Name),
+			return nil, &Error{Sync: s.Name, File: s.File, Message: fmt.Sprintf("column %q appears twice", f.Name),
 				Hint: "give one of them another name with AS (SELECT * over a join often does this)"}
 		}
 		seen[f.Name] = true
 		if strings.HasPrefix(f.Name, "__ferry_") {
-			return nil, &ScopeError{Sync: s.Name, File: s.File, Message: fmt.Sprintf("column %q uses the prefix __ferry_, which Ferry reserves", f.Name)}
+			return nil, &Error{Sync: s.Name, File: s.File, Message: fmt.Sprintf("column %q uses the prefix __ferry_, which Ferry reserves", f.Name)}
 		}
-		sc.columns = append(sc.columns, Column{Name: f.Name, OID: f.DataTypeOID, Type: types[i], read: reads[i]})
+		sc.Columns = append(sc.Columns, Column{Name: f.Name, OID: f.DataTypeOID, Type: types[i], read: reads[i]})
 	}
-	col, ok := sc.column(s.Source.IDColumn)
+	col, ok := sc.Lookup(s.Source.IDColumn)
 	if !ok {
-		return nil, &ScopeError{Sync: s.Name, File: s.File,
-			Message: fmt.Sprintf("no id column %q among the columns (%s)", s.Source.IDColumn, sc.columnNames()),
+		return nil, &Error{Sync: s.Name, File: s.File,
+			Message: fmt.Sprintf("no id column %q among the columns (%s)", s.Source.IDColumn, sc.ColumnNames()),
 			Hint:    "set source.id_column, or name the id column AS " + s.Source.IDColumn}
 	}
-	sc.id = col
+	sc.ID = col
 	if s.IsIncremental() {
-		col, ok := sc.column(s.Source.BookmarkColumn)
+		col, ok := sc.Lookup(s.Source.BookmarkColumn)
 		if !ok {
-			return nil, &ScopeError{Sync: s.Name, File: s.File,
-				Message: fmt.Sprintf("no bookmark column %q among the columns (%s)", s.Source.BookmarkColumn, sc.columnNames()),
+			return nil, &Error{Sync: s.Name, File: s.File,
+				Message: fmt.Sprintf("no bookmark column %q among the columns (%s)", s.Source.BookmarkColumn, sc.ColumnNames()),
 				Hint:    "include it in the query, set source.bookmark_column, or set source.incremental: false to read everything each run"}
 		}
 		if !orderable(col.OID) {
-			return nil, &ScopeError{Sync: s.Name, File: s.File,
+			return nil, &Error{Sync: s.Name, File: s.File,
 				Message: fmt.Sprintf("bookmark column %q has type %s, which cannot serve as a bookmark", col.Name, col.Type),
 				Hint:    "use a timestamp, date or integer column"}
 		}
-		sc.bookmark = &col
+		sc.Bookmark = &col
 	}
 	for i, f := range s.Mapping {
 		if f.Source == "" {
 			continue
 		}
-		if _, ok := sc.column(f.Source); !ok {
+		if _, ok := sc.Lookup(f.Source); !ok {
 			return nil, &project.ConfigError{File: s.FileOrName(), Field: fmt.Sprintf("mapping[%d].source", i),
-				Message: fmt.Sprintf("column %q is not in the scope (columns: %s)", f.Source, sc.columnNames())}
+				Message: fmt.Sprintf("column %q is not in the scope (columns: %s)", f.Source, sc.ColumnNames())}
 		}
 	}
 	for i, r := range s.Relations {
-		col, ok := sc.column(r.Source)
+		col, ok := sc.Lookup(r.Source)
 		if !ok {
 			return nil, &project.ConfigError{File: s.FileOrName(), Field: fmt.Sprintf("relations[%d].source", i),
-				Message: fmt.Sprintf("column %q is not in the scope (columns: %s)", r.Source, sc.columnNames())}
+				Message: fmt.Sprintf("column %q is not in the scope (columns: %s)", r.Source, sc.ColumnNames())}
 		}
-		sc.rels = append(sc.rels, col)
+		sc.Rels = append(sc.Rels, col)
 	}
 	return sc, nil
 }
@@ -178,17 +179,17 @@ func describeScope(ctx context.Context, tx pgx.Tx, s *project.Sync, role string)
 // maps by name (all but the id, the bookmark, relation keys and the ELT's
 // _sdc_ columns) and the columns a transform sync's hash covers (all but
 // the bookmark and _sdc_ columns, which change without the data changing).
-func (sc *scope) derivedColumns(s *project.Sync) (byName, hashed []string) {
+func (sc *Scope) DerivedColumns(s *project.Sync) (byName, hashed []string) {
 	relKey := map[string]bool{}
 	for _, rel := range s.Relations {
 		relKey[rel.Source] = true
 	}
-	for _, c := range sc.columns {
-		if strings.HasPrefix(c.Name, "_sdc_") || (sc.bookmark != nil && c.Name == sc.bookmark.Name) {
+	for _, c := range sc.Columns {
+		if strings.HasPrefix(c.Name, "_sdc_") || (sc.Bookmark != nil && c.Name == sc.Bookmark.Name) {
 			continue
 		}
 		hashed = append(hashed, c.Name)
-		if c.Name != sc.id.Name && !relKey[c.Name] {
+		if c.Name != sc.ID.Name && !relKey[c.Name] {
 			byName = append(byName, c.Name)
 		}
 	}
@@ -208,8 +209,8 @@ func isTimeType(oid uint32) bool {
 	return oid == pgtype.TimestamptzOID || oid == pgtype.TimestampOID || oid == pgtype.DateOID
 }
 
-func (sc *scope) column(name string) (Column, bool) {
-	for _, c := range sc.columns {
+func (sc *Scope) Lookup(name string) (Column, bool) {
+	for _, c := range sc.Columns {
 		if c.Name == name {
 			return c, true
 		}
@@ -217,9 +218,9 @@ func (sc *scope) column(name string) (Column, bool) {
 	return Column{}, false
 }
 
-func (sc *scope) columnNames() string {
-	names := make([]string, len(sc.columns))
-	for i, c := range sc.columns {
+func (sc *Scope) ColumnNames() string {
+	names := make([]string, len(sc.Columns))
+	for i, c := range sc.Columns {
 		names[i] = c.Name
 	}
 	return strings.Join(names, ", ")
@@ -230,40 +231,40 @@ func (sc *scope) columnNames() string {
 // link tables whatever their type), a flag for rows past the stored
 // bookmark, and how often the id occurs in what is read (duplicates are
 // invalid).
-func (sc *scope) selectList(afterParam string) string {
+func (sc *Scope) selectList(afterParam string) string {
 	var b strings.Builder
-	for _, c := range sc.columns {
+	for _, c := range sc.Columns {
 		b.WriteString(c.selectExpr())
 		b.WriteString(", ")
 	}
 	b.WriteString("(s.")
-	b.WriteString(sqlident.Ident(sc.id.Name))
+	b.WriteString(sqlident.Ident(sc.ID.Name))
 	b.WriteString(")::text AS __ferry_id, count(*) OVER (PARTITION BY s.")
-	b.WriteString(sqlident.Ident(sc.id.Name))
+	b.WriteString(sqlident.Ident(sc.ID.Name))
 	b.WriteString(") AS __ferry_n")
-	if sc.bookmark != nil {
-		bm := "s." + sqlident.Ident(sc.bookmark.Name)
+	if sc.Bookmark != nil {
+		bm := "s." + sqlident.Ident(sc.Bookmark.Name)
 		fmt.Fprintf(&b, ", (%s)::text AS __ferry_bm", bm)
 		if afterParam != "" {
-			fmt.Fprintf(&b, ", (%s > %s::text::%s) AS __ferry_after", bm, afterParam, sc.bookmark.Type)
+			fmt.Fprintf(&b, ", (%s > %s::text::%s) AS __ferry_after", bm, afterParam, sc.Bookmark.Type)
 		} else {
 			fmt.Fprintf(&b, ", (%s IS NOT NULL) AS __ferry_after", bm)
 		}
 	}
-	for i, c := range sc.rels {
+	for i, c := range sc.Rels {
 		fmt.Fprintf(&b, ", (s.%s)::text AS __ferry_rel_%d", sqlident.Ident(c.Name), i)
 	}
 	return b.String()
 }
 
-// readPlan is what a read needs besides the scope: the sync's link table
+// Plan is what a read needs besides the scope: the sync's link table
 // and its parents' (nil when they do not exist yet), and the configuration
 // fingerprint, for the row hash the warehouse computes.
-type readPlan struct {
-	link    *linkTable
-	parents []*linkTable // one per relation, in order; nil entries for parents not run yet
-	finger  string
-	hashed  []string // the columns the row hash covers
+type Plan struct {
+	Link    *linktable.Table
+	Parents []*linktable.Table // one per relation, in order; nil entries for parents not run yet
+	Finger  string
+	Hashed  []string // the columns the row hash covers
 }
 
 // rowHash is the warehouse's hash of a scope row: the columns that shape the
@@ -271,33 +272,33 @@ type readPlan struct {
 // its relations resolve to, and the sync's configuration fingerprint. A
 // link row records it with each successful write; a row whose hash is
 // unchanged need not leave the warehouse.
-func (sc *scope) rowHash(p readPlan) string {
-	parts := make([]string, 0, len(p.hashed)+len(p.parents))
-	for _, c := range p.hashed {
+func (sc *Scope) rowHash(p Plan) string {
+	parts := make([]string, 0, len(p.Hashed)+len(p.Parents))
+	for _, c := range p.Hashed {
 		parts = append(parts, "s."+sqlident.Ident(c))
 	}
-	for i, plt := range p.parents {
+	for i, plt := range p.Parents {
 		if plt != nil {
 			parts = append(parts, fmt.Sprintf("__ferry_p%d.target_id", i))
 		} else {
 			parts = append(parts, "NULL::text")
 		}
 	}
-	return fmt.Sprintf("md5(ROW(%s)::text || %s)", strings.Join(parts, ", "), sqlident.Literal(p.finger))
+	return fmt.Sprintf("md5(ROW(%s)::text || %s)", strings.Join(parts, ", "), sqlident.Literal(p.Finger))
 }
 
 // from joins the scope with the link tables the row hash and the filter
 // need. Keys are cast to the link tables' source id types, so that their
 // primary keys serve the join.
-func (sc *scope) from(p readPlan, withLink bool) string {
+func (sc *Scope) from(p Plan, withLink bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "(\n%s\n) s", sc.sql)
-	if withLink && p.link != nil {
-		fmt.Fprintf(&b, " LEFT JOIN %s __ferry_l ON __ferry_l.source_id = (s.%s)::%s", p.link.ident, sqlident.Ident(sc.id.Name), p.link.sourceType)
+	if withLink && p.Link != nil {
+		fmt.Fprintf(&b, " LEFT JOIN %s __ferry_l ON __ferry_l.source_id = (s.%s)::%s", p.Link.Ident, sqlident.Ident(sc.ID.Name), p.Link.SourceType)
 	}
-	for i, plt := range p.parents {
+	for i, plt := range p.Parents {
 		if plt != nil {
-			fmt.Fprintf(&b, " LEFT JOIN %s __ferry_p%d ON __ferry_p%d.source_id = (s.%s)::%s", plt.ident, i, i, sqlident.Ident(sc.rels[i].Name), plt.sourceType)
+			fmt.Fprintf(&b, " LEFT JOIN %s __ferry_p%d ON __ferry_p%d.source_id = (s.%s)::%s", plt.Ident, i, i, sqlident.Ident(sc.Rels[i].Name), plt.SourceType)
 		}
 	}
 	return b.String()
@@ -310,16 +311,16 @@ func (sc *scope) from(p readPlan, withLink bool) string {
 // rows an incremental read would not have read. Either way, rows whose link
 // row is a success with the same row hash stay in the warehouse: only what
 // is new, changed, failed or never written comes back.
-func (sc *scope) readSQL(from *string, reconcile bool, p readPlan) (string, []any) {
+func (sc *Scope) ReadSQL(from *string, reconcile bool, p Plan) (string, []any) {
 	var args []any
 	var where []string
-	order := "s." + sqlident.Ident(sc.id.Name)
-	outerOrder := "q." + sqlident.Ident(sc.id.Name)
+	order := "s." + sqlident.Ident(sc.ID.Name)
+	outerOrder := "q." + sqlident.Ident(sc.ID.Name)
 	after, behind := "", ""
-	if sc.bookmark != nil {
-		bm := "s." + sqlident.Ident(sc.bookmark.Name)
+	if sc.Bookmark != nil {
+		bm := "s." + sqlident.Ident(sc.Bookmark.Name)
 		order = bm + ", " + order
-		outerOrder = "q." + sqlident.Ident(sc.bookmark.Name) + ", " + outerOrder
+		outerOrder = "q." + sqlident.Ident(sc.Bookmark.Name) + ", " + outerOrder
 		if from != nil {
 			var start string
 			start, args = sc.start(from, 1)
@@ -339,7 +340,7 @@ func (sc *scope) readSQL(from *string, reconcile bool, p readPlan) (string, []an
 	if len(where) > 0 {
 		cond = "WHERE " + strings.Join(where, " AND ")
 	}
-	if p.link == nil {
+	if p.Link == nil {
 		return fmt.Sprintf("SELECT %s FROM %s %s ORDER BY %s", list, sc.from(p, false), cond, order), args
 	}
 	// The inner query computes each row's hash once (OFFSET 0 keeps the
@@ -353,10 +354,10 @@ ORDER BY %s`, list, sc.from(p, true), cond, order, outerOrder), args
 
 // start is where an incremental read starts: the stored bookmark from
 // minus the overlap, as an expression over parameters numbered from n.
-func (sc *scope) start(from *string, n int) (string, []any) {
+func (sc *Scope) start(from *string, n int) (string, []any) {
 	args := []any{*from}
-	start := fmt.Sprintf("$%d::text::%s", n, sc.bookmark.Type)
-	if ov := sc.sync.Source.Overlap.Duration; ov > 0 && isTimeType(sc.bookmark.OID) {
+	start := fmt.Sprintf("$%d::text::%s", n, sc.Bookmark.Type)
+	if ov := sc.sync.Source.Overlap.Duration; ov > 0 && isTimeType(sc.Bookmark.OID) {
 		args = append(args, ov.String())
 		start = fmt.Sprintf("(%s - $%d::text::interval)", start, n+1)
 	}
@@ -366,34 +367,34 @@ func (sc *scope) start(from *string, n int) (string, []any) {
 // tailSQL finds the highest stamp past the stored bookmark, read once the
 // cursor is done: when the last rows stayed in the warehouse (unchanged),
 // the bookmark still moves past them.
-func (sc *scope) tailSQL(from *string) (string, []any) {
-	bm := "s." + sqlident.Ident(sc.bookmark.Name)
+func (sc *Scope) TailSQL(from *string) (string, []any) {
+	bm := "s." + sqlident.Ident(sc.Bookmark.Name)
 	if from == nil {
 		return fmt.Sprintf("SELECT (%s)::text FROM (\n%s\n) s WHERE %s IS NOT NULL ORDER BY %s DESC LIMIT 1", bm, sc.sql, bm, bm), nil
 	}
-	return fmt.Sprintf("SELECT (%s)::text FROM (\n%s\n) s WHERE %s > $1::text::%s ORDER BY %s DESC LIMIT 1", bm, sc.sql, bm, sc.bookmark.Type, bm), []any{*from}
+	return fmt.Sprintf("SELECT (%s)::text FROM (\n%s\n) s WHERE %s > $1::text::%s ORDER BY %s DESC LIMIT 1", bm, sc.sql, bm, sc.Bookmark.Type, bm), []any{*from}
 }
 
 // idsSQL builds the query that reads given source ids (retries, tests).
 // With a stored bookmark, it flags the rows incremental reads do not reach.
-func (sc *scope) idsSQL(p readPlan, from *string) (string, []any) {
-	id := "s." + sqlident.Ident(sc.id.Name)
+func (sc *Scope) IDsSQL(p Plan, from *string) (string, []any) {
+	id := "s." + sqlident.Ident(sc.ID.Name)
 	list := sc.selectList("") + ", " + sc.rowHash(p) + " AS __ferry_rh"
 	var args []any
-	if from != nil && sc.bookmark != nil {
+	if from != nil && sc.Bookmark != nil {
 		var start string
 		start, args = sc.start(from, 2)
-		list += fmt.Sprintf(", coalesce(s.%s < %s, false) AS __ferry_behind", sqlident.Ident(sc.bookmark.Name), start)
+		list += fmt.Sprintf(", coalesce(s.%s < %s, false) AS __ferry_behind", sqlident.Ident(sc.Bookmark.Name), start)
 	}
 	return fmt.Sprintf("SELECT %s FROM %s WHERE %s = ANY($1::text[]::%s[]) ORDER BY %s",
-		list, sc.from(p, false), id, sc.id.Type, id), args
+		list, sc.from(p, false), id, sc.ID.Type, id), args
 }
 
 // explain turns a PostgreSQL error about the wrapped scope query into a
-// ScopeError that points into the user's query.
-func (sc *scope) explain(err error, offset int) error {
+// Error that points into the user's query.
+func (sc *Scope) Explain(err error, offset int) error {
 	s := sc.sync
-	se := &ScopeError{Sync: s.Name, File: s.File, Message: err.Error(), Err: err}
+	se := &Error{Sync: s.Name, File: s.File, Message: err.Error(), Err: err}
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
 		return se

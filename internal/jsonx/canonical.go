@@ -1,21 +1,19 @@
-package engine
+package jsonx
 
 import (
 	"encoding/json"
 	"strconv"
 	"time"
-
-	"github.com/ferry-sync/ferry/internal/jsonx"
 )
 
-// appendJSON appends v as JSON with map keys sorted: the same bytes for the
+// AppendCanonical appends v as JSON with map keys sorted: the same bytes for the
 // same value, every time, for the hash and the link row's payload, which run
-// once or twice per record. jsonx writes the record value types (values.go)
+// once or twice per record. jsonx writes the record value types (engine/internal/scope/values.go)
 // without reflection, as encoding/json would; each value it leaves to
 // encoding/json, at any depth, is written by appendOther, so that one odd
 // value never hides the rest of the record from the hash.
-func appendJSON(b []byte, v any) []byte {
-	return jsonx.AppendFunc(b, v, appendOther)
+func AppendCanonical(b []byte, v any) []byte {
+	return AppendFunc(b, v, appendOther)
 }
 
 // appendOther writes a value jsonx leaves to encoding/json: json.Marshal's
@@ -25,13 +23,13 @@ func appendJSON(b []byte, v any) []byte {
 func appendOther(b []byte, v any) []byte {
 	switch x := v.(type) {
 	case float64: // NaN or ±Inf: JSON has no number for them
-		return jsonx.AppendString(b, strconv.FormatFloat(x, 'g', -1, 64))
+		return AppendString(b, strconv.FormatFloat(x, 'g', -1, 64))
 	case time.Time: // a year (or zone offset) RFC 3339 cannot write
-		return jsonx.AppendString(b, x.Format(time.RFC3339Nano))
+		return AppendString(b, x.Format(time.RFC3339Nano))
 	}
 	out, err := json.Marshal(v)
 	if err != nil {
-		return jsonx.AppendString(b, "!unencodable "+err.Error())
+		return AppendString(b, "!unencodable "+err.Error())
 	}
 	return append(b, out...)
 }

@@ -7,17 +7,18 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/ferry-sync/ferry/engine/connector"
+	"github.com/ferry-sync/ferry/engine/internal/linktable"
 	"github.com/ferry-sync/ferry/engine/project"
+	"github.com/ferry-sync/ferry/internal/jsonx"
 )
 
 // item is one record on its way through a page.
 type item struct {
 	rec      *record
 	id       string
-	link     linkState
+	link     linktable.State
 	linked   bool
 	mapped   map[string]any
 	payload  map[string]any
@@ -61,53 +62,6 @@ func (r *runner) decidePage(ctx context.Context, pg *page) *decidedPage {
 	return dp
 }
 
-// finishPage is the writer stage: it writes a decided page, counts it and
-// hands its link rows to the recorder. It returns an error only when the
-// run must end (the warehouse or the target's credentials failed); record
-// failures are recorded and counted.
-func (r *runner) finishPage(ctx context.Context, dp *decidedPage, rc *recorder) error {
-	if dp.err != nil {
-		return dp.err
-	}
-	if dp.tail != nil {
-		rc.submit(&pageOutcome{bookmark: dp.tail})
-		return nil
-	}
-	r.count(func(c *Counts) {
-		c.Read += int64(len(dp.recs))
-		c.TargetCalls += dp.lookups
-	})
-	out, writeErr := r.write(ctx, dp.items)
-	// What the page's records became counts once their link rows are
-	// committed: a page the warehouse failed to record did not happen.
-	out.counts = r.report(dp.items)
-	out.counts.Invalid += dp.nullIDs
-	if writeErr == nil {
-		out.bookmark = r.nextBookmark(dp.recs)
-	}
-	rc.submit(out)
-	if r.opts.Progress != nil {
-		r.opts.Progress(Progress{Sync: r.s.Name, Counts: r.counts(), Elapsed: time.Since(r.started)})
-	}
-	if writeErr != nil {
-		return writeErr
-	}
-	if r.s.OnError == project.OnErrorStop {
-		for _, it := range dp.items {
-			if it.decision == DecideFail || it.decision == DecideInvalid {
-				r.res.Status = RunStopped
-				r.res.Error = fmt.Sprintf("stopped at source id %s: %s (on_error: stop; fix the record or set on_error: continue)", it.id, r.e.redact.Redact(it.reason))
-				return nil
-			}
-		}
-	}
-	if why := r.haltReason(); why != "" {
-		r.res.Status = RunStopped
-		r.res.Error = r.e.redact.Redact(why)
-	}
-	return nil
-}
-
 // decide maps every record, resolves its relations, hashes it and compares
 // with its link row. Link rows and parent ids are read once per page.
 func (r *runner) decide(ctx context.Context, dp *decidedPage) ([]*item, error) {
@@ -123,11 +77,11 @@ func (r *runner) decide(ctx context.Context, dp *decidedPage) ([]*item, error) {
 		items = append(items, &item{rec: rec, id: *rec.id})
 		ids = append(ids, *rec.id)
 	}
-	links, err := r.lt.fetch(ctx, r.e.db, ids)
+	links, err := r.lt.Fetch(ctx, r.e.db, ids)
 	if err != nil {
 		return nil, fmt.Errorf("sync %s: %w", r.s.Name, err)
 	}
-	parents := make([]map[string]linkState, len(r.parents))
+	parents := make([]map[string]linktable.State, len(r.parents))
 	for i, plt := range r.parents {
 		var keys []string
 		for _, it := range items {
@@ -135,7 +89,7 @@ func (r *runner) decide(ctx context.Context, dp *decidedPage) ([]*item, error) {
 				keys = append(keys, *k)
 			}
 		}
-		if parents[i], err = plt.fetch(ctx, r.e.db, keys); err != nil {
+		if parents[i], err = plt.Fetch(ctx, r.e.db, keys); err != nil {
 			return nil, fmt.Errorf("sync %s: %w", r.s.Name, err)
 		}
 	}
@@ -189,7 +143,7 @@ func (r *runner) mapRecord(rec *record) map[string]any {
 
 // resolve puts each relation's parent target id into the mapped record, or
 // says which parent is missing.
-func (r *runner) resolve(it *item, parents []map[string]linkState) string {
+func (r *runner) resolve(it *item, parents []map[string]linktable.State) string {
 	for i, rel := range r.s.Relations {
 		key := it.rec.rels[i]
 		if key == nil {
@@ -203,15 +157,15 @@ func (r *runner) resolve(it *item, parents []map[string]linkState) string {
 			return fmt.Sprintf("parent sync %s has not run yet (no link_tables.%s): run %s first; %s", rel.Sync, rel.Sync, rel.Sync, retried)
 		case !ok:
 			return fmt.Sprintf("parent %s id %s is not in link_tables.%s: %s has not read it (is it in %s's scope?); %s", rel.Sync, *key, rel.Sync, rel.Sync, rel.Sync, retried)
-		case parent.targetID != "":
-			it.mapped[rel.Target] = typedID(parent.targetID, r.parents[i].targetType)
+		case parent.TargetID != "":
+			it.mapped[rel.Target] = typedID(parent.TargetID, r.parents[i].TargetType)
 			continue
-		case parent.status == StatusPending:
+		case parent.Status == linktable.StatusPending:
 			return fmt.Sprintf("parent %s id %s is pending (its insert's outcome is unknown): settle it first (ferry status %s); %s", rel.Sync, *key, rel.Sync, retried)
-		case parent.status == StatusError:
-			return fmt.Sprintf("parent %s id %s failed: %s; %s", rel.Sync, *key, parent.errText, retried)
+		case parent.Status == linktable.StatusError:
+			return fmt.Sprintf("parent %s id %s failed: %s; %s", rel.Sync, *key, parent.Error, retried)
 		default:
-			return fmt.Sprintf("parent %s id %s has no target id in link_tables.%s (status %s); %s", rel.Sync, *key, rel.Sync, parent.status, retried)
+			return fmt.Sprintf("parent %s id %s has no target id in link_tables.%s (status %s); %s", rel.Sync, *key, rel.Sync, parent.Status, retried)
 		}
 	}
 	return ""
@@ -233,13 +187,13 @@ func typedID(id, sqlType string) any {
 // when a transform may read any column, the scope row too (less the
 // bookmark and _sdc_ columns, which change without the data changing).
 func (r *runner) hashOf(it *item) string {
-	r.hashBuf = appendJSON(append(r.hashBuf[:0], r.finger...), it.mapped)
+	r.hashBuf = jsonx.AppendCanonical(append(r.hashBuf[:0], r.finger...), it.mapped)
 	if len(r.s.TransformSource) > 0 {
 		row := make(map[string]any, len(r.hashed))
 		for _, col := range r.hashed {
 			row[col] = it.rec.values[col]
 		}
-		r.hashBuf = appendJSON(append(r.hashBuf, '\n'), row)
+		r.hashBuf = jsonx.AppendCanonical(append(r.hashBuf, '\n'), row)
 	}
 	sum := sha256.Sum256(r.hashBuf)
 	return hex.EncodeToString(sum[:16])
@@ -248,15 +202,15 @@ func (r *runner) hashOf(it *item) string {
 // choose decides between insert, update, unchanged and skip from the link
 // row and the mode.
 func (r *runner) choose(ctx context.Context, it *item, dp *decidedPage) Decision {
-	hasTarget := it.linked && it.link.targetID != ""
+	hasTarget := it.linked && it.link.TargetID != ""
 	switch {
-	case it.linked && !hasTarget && it.link.status == StatusPending:
+	case it.linked && !hasTarget && it.link.Status == linktable.StatusPending:
 		return r.settlePending(ctx, it, dp)
-	case hasTarget && it.link.hash != "" && it.link.hash == it.hash:
-		it.targetID = it.link.targetID
+	case hasTarget && it.link.Hash != "" && it.link.Hash == it.hash:
+		it.targetID = it.link.TargetID
 		return DecideUnchanged
 	case hasTarget:
-		it.targetID = it.link.targetID
+		it.targetID = it.link.TargetID
 		if r.s.Mode == project.ModeInsert {
 			it.reason = "insert-only sync: the record is linked already"
 			return DecideSkip
@@ -328,154 +282,4 @@ func (r *runner) matchHint() string {
 		return "; set target.match_on to let Ferry look it up itself"
 	}
 	return ""
-}
-
-func (r *runner) describeWriteError(c connector.Change, err *connector.Error) string {
-	what := "inserting"
-	if c.Op == connector.OpUpdate {
-		what = "updating " + c.TargetID + " in"
-	}
-	msg := fmt.Sprintf("%s %s refused source id %s: %s", what, r.s.Target.Object, c.SourceID, err.Error())
-	switch err.Class {
-	case connector.NotFound:
-		msg += fmt.Sprintf("; the target record is gone: delete the row of source id %s from link_tables.%s to insert it again", c.SourceID, r.s.Name)
-	case connector.Ambiguous:
-		if _, finds := r.target.(connector.Finder); finds && len(r.s.Target.MatchOn) > 0 {
-			msg += fmt.Sprintf("; the target may have applied it: the next run looks it up by %s before sending anything again", strings.Join(r.s.Target.MatchOn, ", "))
-		} else {
-			msg += fmt.Sprintf("; the target may have applied it, so it is never sent again blindly: set target.match_on (with a lookup) to let Ferry find it, or settle it in link_tables.%s by hand (ferry status %s says how)", r.s.Name, r.s.Name)
-		}
-	case connector.Rejected:
-		msg += "; fix the source data or the mapping: the record is retried on every run"
-	default:
-		msg += "; retried on the next run"
-	}
-	return msg
-}
-
-// linkWrites returns the link rows that record the page's outcomes.
-func (r *runner) linkWrites(items []*item) []linkWrite {
-	var ws []linkWrite
-	for _, it := range items {
-		if it.recorded {
-			continue
-		}
-		switch it.decision {
-		case DecideInsert, DecideUpdate:
-			tid := it.targetID
-			h, rh := it.hash, it.rec.rowHash
-			ws = append(ws, linkWrite{sourceID: it.id, targetID: &tid, status: StatusSuccess, hash: &h, rowHash: &rh, payload: it.payload, synced: true})
-		case DecideUnchanged:
-			// Recorded by pageOutcome.unchanged.
-		case DecideSkip:
-			if it.class == "transform" {
-				reason := r.e.redact.Redact(it.reason)
-				ws = append(ws, linkWrite{sourceID: it.id, status: StatusSkipped, errText: &reason})
-			}
-		case DecideNotSent:
-			// Left as it was before this run.
-		case DecideFail, DecideInvalid:
-			msg, class := r.e.redact.Redact(it.reason), it.class
-			status := StatusError
-			if class == "pending" {
-				status = StatusPending
-			}
-			ws = append(ws, linkWrite{sourceID: it.id, status: status, errText: &msg, errClass: &class, failedOnce: true})
-		}
-	}
-	return ws
-}
-
-func payloadJSON(p map[string]any) *string {
-	if p == nil {
-		return nil
-	}
-	s := string(appendJSON(nil, p))
-	return &s
-}
-
-// report counts the page's outcomes and keeps samples.
-func (r *runner) report(items []*item) Counts {
-	var counts Counts
-	c := &counts
-	for _, it := range items {
-		if it.recorded {
-			continue
-		}
-		switch it.decision {
-		case DecideInsert:
-			c.Inserted++
-		case DecideUpdate:
-			c.Updated++
-		}
-		if it.rec.behind && it.rec.mayAdvance && (it.decision == DecideInsert || it.decision == DecideUpdate) {
-			c.Caught++
-		}
-		switch it.decision {
-		case DecideUnchanged:
-			c.Unchanged++
-		case DecideSkip:
-			c.Skipped++
-		case DecideInvalid:
-			c.Invalid++
-		case DecideFail:
-			c.Failed++
-		}
-		if r.opts.Samples > 0 && r.samples(it.decision) < r.opts.Samples {
-			r.res.Records = append(r.res.Records, RecordReport{
-				SourceID: it.id, Source: it.rec.values, Mapped: it.mapped, Payload: it.payload, Decision: it.decision,
-				TargetID: it.targetID, Reason: r.e.redact.Redact(it.reason), Printed: it.printed, LinkState: it.link.status, Behind: it.rec.behind,
-			})
-		}
-	}
-	return counts
-}
-
-func (r *runner) samples(d Decision) int {
-	n := 0
-	for _, rr := range r.res.Records {
-		if rr.Decision == d {
-			n++
-		}
-	}
-	return n
-}
-
-// writeBack writes the ids of the page's new target records into the source
-// application (write_back). A failure does not undo the insert: it is kept
-// in ferry.run_errors with what to do, and the run goes on.
-func (r *runner) writeBack(ctx context.Context, sent []*item, changes []connector.Change, results []connector.Result) {
-	wb := r.s.WriteBack
-	if wb == nil || r.back == nil {
-		return
-	}
-	var backs []connector.Change
-	for i, it := range sent {
-		if changes[i].Op == connector.OpInsert && results[i].Done && results[i].Err == nil {
-			backs = append(backs, connector.Change{Op: connector.OpUpdate, SourceID: it.id, TargetID: it.id,
-				Payload: map[string]any{wb.Field: typedID(it.targetID, r.lt.targetType)}})
-		}
-	}
-	if len(backs) == 0 {
-		return
-	}
-	res, err := r.back.Write(ctx, wb.Object, backs)
-	for i, c := range backs {
-		var failure error
-		switch {
-		case i < len(res) && res[i].Done && res[i].Err == nil:
-			r.count(func(c *Counts) { c.WrittenBack++ })
-			continue
-		case i < len(res) && res[i].Err != nil:
-			failure = res[i].Err
-		case err != nil:
-			failure = err
-		default:
-			failure = fmt.Errorf("not sent")
-		}
-		id := c.SourceID
-		r.runError(ctx, &id, "write_back", fmt.Sprintf(
-			"writing target id %v back to %s.%s of source id %s failed: %v; the record itself is synced (link_tables.%s holds its target id)",
-			c.Payload[wb.Field], wb.Object, wb.Field, id, failure, r.s.Name))
-	}
 }

@@ -1,0 +1,200 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/ferry-sync/ferry/engine/internal/scope"
+	"github.com/jackc/pgx/v5"
+)
+
+// page is what the reader hands over: a page of scope rows, or (tail) the
+// stamp the bookmark may move to once every page before it is recorded.
+type page struct {
+	recs []*record
+	tail *string
+}
+
+const cursorName = "ferry_scope"
+
+// record is one scope row.
+type record struct {
+	id     *string // text form; nil for a NULL id
+	n      int64   // how often the id occurs in what was read
+	bm     *string
+	after  bool
+	values map[string]any
+	rels   []*string
+	bad    string // a value that could not be read: the record fails with it
+	// rowHash is the warehouse's hash of the row (see scope.rowHash).
+	rowHash string
+	// behind: a reconciling read found it behind the incremental range.
+	behind bool
+	// mayAdvance: read past the bookmark (not a retry), so the bookmark may
+	// move past it.
+	mayAdvance bool
+}
+
+// readAll feeds pages to the processor: the scope past the bookmark through
+// a cursor (rows the warehouse finds unchanged stay there), the stamp past
+// the last row read, then the records whose link rows ask for a retry. Each
+// page is tagged by whether it may move the bookmark.
+func (r *runner) readAll(ctx context.Context, tx pgx.Tx, pages chan<- *page) error {
+	send := func(pg *page) error {
+		select {
+		case pages <- pg:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if r.opts.IDs != nil {
+		return r.readIDs(ctx, tx, r.opts.IDs, send)
+	}
+	sql, args := r.sc.ReadSQL(r.bookmark, r.reconcile, r.plan)
+	if _, err := tx.Exec(ctx, "DECLARE "+cursorName+" NO SCROLL CURSOR FOR "+sql, append([]any{pgx.QueryExecModeDescribeExec}, args...)...); err != nil {
+		return r.sc.Explain(err, 0)
+	}
+	fetch := fmt.Sprintf("FETCH %d FROM %s", r.s.Source.PageSize, cursorName)
+	for {
+		recs, err := r.fetch(ctx, tx, fetch)
+		if err != nil {
+			return err
+		}
+		if len(recs) == 0 {
+			break
+		}
+		for _, rec := range recs {
+			rec.mayAdvance = true
+			if rec.id != nil {
+				delete(r.retry, *rec.id)
+			}
+		}
+		if err := send(&page{recs: recs}); err != nil {
+			return err
+		}
+	}
+	if r.sc.Bookmark != nil && r.s.IsIncremental() && !r.opts.DryRun {
+		sql, args := r.sc.TailSQL(r.bookmark)
+		var tail string
+		err := tx.QueryRow(ctx, sql, args...).Scan(&tail)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return r.sc.Explain(err, 0)
+		default:
+			if err := send(&page{tail: &tail}); err != nil {
+				return err
+			}
+		}
+	}
+	again := make([]string, 0, len(r.retry))
+	for id := range r.retry {
+		again = append(again, id)
+	}
+	return r.readIDs(ctx, tx, again, send)
+}
+
+// readIDs reads the given source ids (records to retry, or ferry test's).
+func (r *runner) readIDs(ctx context.Context, tx pgx.Tx, ids []string, send func(*page) error) error {
+	size := r.s.Source.PageSize
+	for start := 0; start < len(ids); start += size {
+		chunk := ids[start:min(start+size, len(ids))]
+		sql, args := r.sc.IDsSQL(r.plan, r.bookmark)
+		recs, err := r.fetch(ctx, tx, sql, append([]any{chunk}, args...)...)
+		if err != nil {
+			return err
+		}
+		if len(recs) == 0 {
+			continue
+		}
+		if err := send(&page{recs: recs}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *runner) fetch(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]*record, error) {
+	// The same FETCH text returns other columns for another sync, so pgx's
+	// statement cache must not remember its shape: describe it every time.
+	m := tx.Conn().TypeMap()
+	rows, err := tx.Query(ctx, sql, append([]any{pgx.QueryExecModeDescribeExec, scope.ValueFormats(m)}, args...)...)
+	if err != nil {
+		return nil, r.sc.Explain(err, 0)
+	}
+	defer rows.Close()
+	fields := rows.FieldDescriptions()
+	dec := scope.NewRowDecoder(m, fields)
+	ncols := len(r.sc.Columns)
+	var recs []*record
+	for rows.Next() {
+		raw := rows.RawValues()
+		rec := &record{values: make(map[string]any, ncols), rels: make([]*string, len(r.sc.Rels))}
+		for i := 0; i < ncols; i++ {
+			v, err := dec.Value(i, raw[i])
+			if err != nil {
+				// One value Ferry cannot read fails its record, not the run.
+				if rec.bad == "" {
+					rec.bad = fmt.Sprintf("column %s (%s): %v", fields[i].Name, r.sc.Columns[i].Type, err)
+				}
+				continue
+			}
+			rec.values[fields[i].Name] = v
+		}
+		for i := ncols; i < len(fields); i++ {
+			v, err := dec.Value(i, raw[i])
+			if err != nil {
+				return nil, fmt.Errorf("sync %s: reading a scope row: %s: %w", r.s.Name, fields[i].Name, err)
+			}
+			name := fields[i].Name
+			switch {
+			case name == "__ferry_id":
+				rec.id = textOrNil(v)
+			case name == "__ferry_n":
+				rec.n, _ = v.(int64)
+			case name == "__ferry_bm":
+				rec.bm = textOrNil(v)
+			case name == "__ferry_after":
+				rec.after, _ = v.(bool)
+			case name == "__ferry_rh":
+				rec.rowHash, _ = v.(string)
+			case name == "__ferry_behind":
+				rec.behind, _ = v.(bool)
+			case strings.HasPrefix(name, "__ferry_rel_"):
+				k, _ := strconv.Atoi(strings.TrimPrefix(name, "__ferry_rel_"))
+				rec.rels[k] = textOrNil(v)
+			}
+		}
+		recs = append(recs, rec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, r.sc.Explain(err, 0)
+	}
+	return recs, nil
+}
+
+func textOrNil(v any) *string {
+	if s, ok := v.(string); ok {
+		return &s
+	}
+	return nil
+}
+
+// nextBookmark is where the bookmark may move once a page is recorded: the
+// last record of the page that is past the stored bookmark.
+func (r *runner) nextBookmark(recs []*record) *string {
+	if r.opts.DryRun || !r.s.IsIncremental() {
+		return nil
+	}
+	var next *string
+	for _, rec := range recs {
+		if rec.mayAdvance && rec.after && rec.bm != nil {
+			next = rec.bm
+		}
+	}
+	return next
+}
