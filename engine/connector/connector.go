@@ -151,3 +151,20 @@ func ClassOf(err error) Class {
 type Pacer interface {
 	InFlight() int
 }
+
+// Use is what a sync needs of an object on a target: the fields it writes
+// (nil: not known, as with a transform) and whether it looks records up
+// (match_on).
+type Use struct {
+	Object string
+	Fields []string
+	Lookup bool
+}
+
+// Checker is the optional capability to check, without writing anything,
+// that a target answers and that an object can be written as a sync uses
+// it: that it exists, has the fields, and can be looked up when asked.
+// Check returns every problem it finds (errors.Join).
+type Checker interface {
+	Check(ctx context.Context, use Use) error
+}

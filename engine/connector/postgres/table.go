@@ -171,3 +171,13 @@ func (tbl *table) updateSQL(cols []string) string {
 		" FROM jsonb_populate_record(NULL::" + tbl.quoted + ", $1::jsonb) AS ferry_r WHERE " + match +
 		" RETURNING ferry_t." + id + "::text"
 }
+
+// columnNames lists the table's columns in order of name.
+func (tbl *table) columnNames() []string {
+	names := make([]string, 0, len(tbl.columns))
+	for c := range tbl.columns {
+		names = append(names, c)
+	}
+	sort.Strings(names)
+	return names
+}
