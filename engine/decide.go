@@ -77,7 +77,7 @@ func (r *runner) decide(ctx context.Context, dp *decidedPage) ([]*item, error) {
 		items = append(items, &item{rec: rec, id: *rec.id})
 		ids = append(ids, *rec.id)
 	}
-	links, err := r.lt.Fetch(ctx, r.e.db, ids)
+	links, err := r.lt.Fetch(ctx, r.e.db, ids, r.opts.DryRun && r.opts.Samples > 0)
 	if err != nil {
 		return nil, fmt.Errorf("sync %s: %w", r.s.Name, err)
 	}
@@ -89,7 +89,7 @@ func (r *runner) decide(ctx context.Context, dp *decidedPage) ([]*item, error) {
 				keys = append(keys, *k)
 			}
 		}
-		if parents[i], err = plt.Fetch(ctx, r.e.db, keys); err != nil {
+		if parents[i], err = plt.Fetch(ctx, r.e.db, keys, false); err != nil {
 			return nil, fmt.Errorf("sync %s: %w", r.s.Name, err)
 		}
 	}
@@ -105,6 +105,10 @@ func (r *runner) decide(ctx context.Context, dp *decidedPage) ([]*item, error) {
 		}
 		it.mapped = r.mapRecord(it.rec)
 		if msg := r.resolve(it, parents); msg != "" {
+			if it.decision == DecideWait {
+				it.reason = msg
+				continue
+			}
 			it.fail(DecideFail, "dependency", msg)
 			continue
 		}
@@ -152,6 +156,10 @@ func (r *runner) resolve(it *item, parents []map[string]linktable.State) string 
 		}
 		parent, ok := parents[i][*key]
 		const retried = "this record is retried on every run until its parent is synced"
+		if parent.TargetID == "" && r.opts.planned[rel.Sync] {
+			it.decision = DecideWait
+			return fmt.Sprintf("waits for its parent %s id %s, which this plan syncs first", rel.Sync, *key)
+		}
 		switch {
 		case r.parents[i] == nil:
 			return fmt.Sprintf("parent sync %s has not run yet (no link_tables.%s): run %s first; %s", rel.Sync, rel.Sync, rel.Sync, retried)
@@ -240,6 +248,10 @@ func (r *runner) settlePending(ctx context.Context, it *item, dp *decidedPage) D
 	if !ok || len(r.s.Target.MatchOn) == 0 {
 		return unknown("")
 	}
+	if !r.mayCallTarget() {
+		it.reason = "a pending insert is settled by looking it up in the target: " + noLookups
+		return DecideUnknown
+	}
 	match := make(map[string]any, len(r.s.Target.MatchOn))
 	for _, f := range r.s.Target.MatchOn {
 		v := it.mapped[f]
@@ -282,4 +294,10 @@ func (r *runner) matchHint() string {
 		return "; set target.match_on to let Ferry look it up itself"
 	}
 	return ""
+}
+
+// mayCallTarget says whether the run may call the target beyond writes:
+// a plan calls none unless asked (--lookups).
+func (r *runner) mayCallTarget() bool {
+	return !r.opts.DryRun || r.opts.Lookups
 }

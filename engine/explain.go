@@ -32,7 +32,7 @@ func (e *Engine) Explain(ctx context.Context, sync, sourceID string) (*Explanati
 		return nil, err
 	}
 	ex := &Explanation{Sync: sync, SourceID: sourceID}
-	res, err := e.Run(ctx, sync, RunOptions{DryRun: true, IDs: []string{sourceID}, Samples: 1})
+	res, err := e.Run(ctx, sync, RunOptions{DryRun: true, IDs: []string{sourceID}, Samples: 1, Lookups: true})
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,11 @@ import (
 	"github.com/ferry-sync/ferry/scripting"
 )
 
+// noLookups is what a lookup answers in a plan that may not call targets;
+// the decider recognises it in a script's error (the error may have
+// crossed from a worker process as text).
+const noLookups = "this plan makes no calls to the target: run ferry plan --lookups to let the transform look records up"
+
 // queryTimeout bounds one pq warehouse query.
 const queryTimeout = 30 * time.Second
 
@@ -122,6 +127,9 @@ func (h *host) Query(ctx context.Context, sql string, args []any) ([]map[string]
 
 // Find looks records up in a target.
 func (h *host) Find(ctx context.Context, connection, object string, match map[string]any) ([]map[string]any, error) {
+	if h.r != nil && !h.r.mayCallTarget() {
+		return nil, errors.New(noLookups)
+	}
 	t, name, err := h.target(ctx, connection)
 	if err != nil {
 		return nil, err

@@ -3,10 +3,13 @@ package engine
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/ferry-sync/ferry/engine/internal/linktable"
+	"github.com/ferry-sync/ferry/internal/jsonx"
 	"github.com/ferry-sync/ferry/queries"
 	"github.com/jackc/pgx/v5"
 )
@@ -202,12 +205,20 @@ func (r *runner) report(items []*item) Counts {
 			c.Invalid++
 		case DecideFail:
 			c.Failed++
+		case DecideWait:
+			c.Waiting++
+		case DecideUnknown:
+			c.Unknown++
 		}
 		if r.opts.Samples > 0 && r.samples(it.decision) < r.opts.Samples {
-			r.res.Records = append(r.res.Records, RecordReport{
+			rep := RecordReport{
 				SourceID: it.id, Source: it.rec.values, Mapped: it.mapped, Payload: it.payload, Decision: it.decision,
 				TargetID: it.targetID, Reason: r.e.redact.Redact(it.reason), Printed: it.printed, LinkState: it.link.Status, Behind: it.rec.behind,
-			})
+			}
+			if it.decision == DecideUpdate && it.link.Payload != nil {
+				rep.Changes = changes(it.link.Payload, it.payload)
+			}
+			r.res.Records = append(r.res.Records, rep)
 		}
 	}
 	return counts
@@ -221,4 +232,22 @@ func (r *runner) samples(d Decision) int {
 		}
 	}
 	return n
+}
+
+// changes lists the fields whose values differ between the last payload
+// written and the new one, in field order.
+func changes(old, new map[string]any) []FieldChange {
+	var out []FieldChange
+	for _, k := range slices.Sorted(maps.Keys(new)) {
+		o, had := old[k]
+		if !had || string(jsonx.AppendCanonical(nil, o)) != string(jsonx.AppendCanonical(nil, new[k])) {
+			out = append(out, FieldChange{Field: k, Old: o, New: new[k]})
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(old)) {
+		if _, has := new[k]; !has {
+			out = append(out, FieldChange{Field: k, Old: old[k]})
+		}
+	}
+	return out
 }

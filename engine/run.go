@@ -39,6 +39,13 @@ type RunOptions struct {
 	Reconcile bool
 	// Samples keeps this many example records per decision (plan, test).
 	Samples int
+	// Lookups lets a dry run call the target to look records up (the
+	// transform's pq lookups, the settling of pending inserts). Without it a
+	// dry run makes no target call and says which records it cannot tell.
+	Lookups bool
+	// planned names the syncs a plan runs before this one: a child whose
+	// parent is not linked yet waits for it instead of failing.
+	planned map[string]bool
 	// Progress is called after every page.
 	Progress func(Progress)
 }
@@ -65,6 +72,10 @@ type Counts struct {
 	// Caught counts the records a reconciling run wrote that incremental
 	// reads missed (stamped older than the bookmark minus the overlap).
 	Caught int64 `json:"caught,omitempty"`
+	// Plans only: children waiting for a parent the plan syncs first, and
+	// records a plan cannot decide without calling the target.
+	Waiting int64 `json:"waiting,omitempty"`
+	Unknown int64 `json:"unknown,omitempty"`
 }
 
 // RunStatus is how a run ended, as ferry.runs.status says.
@@ -79,6 +90,8 @@ func (c *Counts) add(o Counts) {
 	c.Invalid += o.Invalid
 	c.Failed += o.Failed
 	c.Caught += o.Caught
+	c.Waiting += o.Waiting
+	c.Unknown += o.Unknown
 }
 
 // Run statuses.
@@ -88,6 +101,7 @@ const (
 	RunSucceededWithErrors RunStatus = "succeeded_with_errors" // the run finished, but records failed or were invalid
 	RunFailed              RunStatus = "failed"                // the run as a whole failed: see its error
 	RunStopped             RunStatus = "stopped"               // on_error: stop, or the error budget, ended it early
+	RunNotStarted          RunStatus = "not_started"           // RunMany did not start it: a parent failed (no run row)
 )
 
 // Decision is what the engine decided for one record.
@@ -101,6 +115,8 @@ const (
 	DecideInvalid   Decision = "invalid"
 	DecideFail      Decision = "fail"
 	DecideNotSent   Decision = "not_sent" // the run stopped before it was written
+	DecideWait      Decision = "wait"     // plans: its parent is synced first by the same plan
+	DecideUnknown   Decision = "unknown"  // plans: cannot tell without calling the target (--lookups)
 )
 
 // RecordReport says what happened to one record (plan samples, ferry test).
@@ -117,6 +133,16 @@ type RecordReport struct {
 	// Behind: its stamp is older than the bookmark minus the overlap, so
 	// incremental runs do not read it (only reconciling ones).
 	Behind bool `json:"behind,omitempty"`
+	// Changes are what an update would change: each field whose new value
+	// differs from the last payload written (plans and tests).
+	Changes []FieldChange `json:"changes,omitempty"`
+}
+
+// FieldChange is one field an update changes.
+type FieldChange struct {
+	Field string `json:"field"`
+	Old   any    `json:"old"`
+	New   any    `json:"new"`
 }
 
 // RunResult is the outcome of a run.
@@ -131,6 +157,9 @@ type RunResult struct {
 	Duration       time.Duration  `json:"duration"`
 	Error          string         `json:"error,omitempty"`
 	Records        []RecordReport `json:"records,omitempty"`
+	// Err is the run's error as a value (Error is its text), for callers
+	// that tell a configuration error from a busy sync from a failure.
+	Err error `json:"-"`
 }
 
 // maxRunErrors bounds the error rows one run keeps in ferry.run_errors; the
@@ -152,7 +181,12 @@ func (e *Engine) Run(ctx context.Context, name string, opts RunOptions) (*RunRes
 		r.collect()
 		r.res.Duration = time.Since(r.started)
 	}
-	return r.res, e.redact.RedactError(err)
+	err = e.redact.RedactError(err)
+	r.res.Err = err
+	if err != nil && r.res.Error == "" {
+		r.res.Error = err.Error()
+	}
+	return r.res, err
 }
 
 // runner holds the state of one run.

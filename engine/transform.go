@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/ferry-sync/ferry/scripting"
@@ -80,6 +81,10 @@ func (r *runner) transformBatch(ctx context.Context, todo []*item) error {
 				return err
 			}
 			it.payload = nil
+			if strings.Contains(res.Err.Error(), noLookups) {
+				it.decision, it.reason = DecideUnknown, noLookups
+				continue
+			}
 			it.fail(DecideFail, "script", fmt.Sprintf("%v; fix the transform: the record is retried on every run", res.Err))
 			if r.budget.observe(it.class, it.reason) {
 				r.halt(r.budget.stopped())

@@ -10,8 +10,10 @@ package linktable
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ferry-sync/ferry/internal/jsonx"
@@ -147,18 +149,24 @@ type State struct {
 	Status   Status
 	Hash     string
 	RowHash  string
-	Error    string // the row's last error, "" for none
+	Error    string         // the row's last error, "" for none
+	Payload  map[string]any // the last payload written (Fetch withPayload)
 }
 
-// Fetch returns the link rows of ids, keyed by source id text.
-func (lt *Table) Fetch(ctx context.Context, db dbtx, ids []string) (map[string]State, error) {
+// Fetch returns the link rows of ids, keyed by source id text, with their
+// last payloads when withPayload (plans show what an update changes).
+func (lt *Table) Fetch(ctx context.Context, db dbtx, ids []string, withPayload bool) (map[string]State, error) {
 	out := make(map[string]State, len(ids))
 	if lt == nil || len(ids) == 0 {
 		return out, nil
 	}
+	payload := "NULL::text"
+	if withPayload {
+		payload = "payload::text"
+	}
 	rows, err := db.Query(ctx, fmt.Sprintf(
-		`SELECT source_id::text, coalesce(target_id::text, ''), status, coalesce(hash, ''), coalesce(row_hash, ''), coalesce(error, '') FROM %s WHERE source_id = ANY($1::text[]::%s[])`,
-		lt.Ident, lt.SourceType), ids)
+		`SELECT source_id::text, coalesce(target_id::text, ''), status, coalesce(hash, ''), coalesce(row_hash, ''), coalesce(error, ''), %s FROM %s WHERE source_id = ANY($1::text[]::%s[])`,
+		payload, lt.Ident, lt.SourceType), ids)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", lt.Ident, err)
 	}
@@ -166,8 +174,14 @@ func (lt *Table) Fetch(ctx context.Context, db dbtx, ids []string) (map[string]S
 	for rows.Next() {
 		var id string
 		var st State
-		if err := rows.Scan(&id, &st.TargetID, &st.Status, &st.Hash, &st.RowHash, &st.Error); err != nil {
+		var raw *string
+		if err := rows.Scan(&id, &st.TargetID, &st.Status, &st.Hash, &st.RowHash, &st.Error, &raw); err != nil {
 			return nil, fmt.Errorf("reading %s: %w", lt.Ident, err)
+		}
+		if raw != nil {
+			dec := json.NewDecoder(strings.NewReader(*raw))
+			dec.UseNumber()
+			_ = dec.Decode(&st.Payload) // an unreadable payload only hides a plan's diff
 		}
 		out[id] = st
 	}
@@ -377,4 +391,25 @@ func RowOf(ctx context.Context, db dbtx, sync, sourceID string) (*Row, error) {
 		return nil, err
 	}
 	return &found[0], nil
+}
+
+// Seed links source ids to existing target records (status matched): rows
+// that do not exist are made; a row that has no target id yet (an error, a
+// pending insert) takes the one given; rows already linked are left alone.
+// It returns how many rows it wrote.
+func (lt *Table) Seed(ctx context.Context, db dbtx, sourceIDs, targetIDs []string) (int64, error) {
+	if len(sourceIDs) == 0 {
+		return 0, nil
+	}
+	tag, err := db.Exec(ctx, fmt.Sprintf(`
+INSERT INTO %[1]s AS l (source_id, target_id, status, error, error_class, attempts, updated_at)
+SELECT u.s::%[2]s, u.t::%[3]s, 'matched', NULL, NULL, 0, now()
+FROM unnest($1::text[], $2::text[]) AS u(s, t)
+ON CONFLICT (source_id) DO UPDATE SET target_id = EXCLUDED.target_id, status = 'matched',
+    error = NULL, error_class = NULL, attempts = 0, updated_at = now()
+WHERE l.target_id IS NULL`, lt.Ident, lt.SourceType, lt.TargetType), sourceIDs, targetIDs)
+	if err != nil {
+		return 0, fmt.Errorf("seeding %s: %w", lt.Ident, err)
+	}
+	return tag.RowsAffected(), nil
 }

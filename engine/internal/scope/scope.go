@@ -23,6 +23,12 @@ type Column struct {
 	read string // "": as it is; "json": to_json in the warehouse; "numeric": cast
 }
 
+// Quoted is the column's quoted name.
+func (c Column) Quoted() string { return sqlident.Ident(c.Name) }
+
+// SQL is the user's scope query, cleaned (see Clean).
+func (sc *Scope) SQL() string { return sc.sql }
+
 // selectExpr reads column c of the scope (aliased s) under its own name.
 func (c Column) selectExpr() string {
 	col := "s." + sqlident.Ident(c.Name)
@@ -81,7 +87,8 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-func cleanScopeSQL(q string) string {
+// Clean trims a query and its trailing semicolons, so it can be wrapped.
+func Clean(q string) string {
 	q = strings.TrimSpace(q)
 	for strings.HasSuffix(q, ";") {
 		q = strings.TrimSpace(strings.TrimSuffix(q, ";"))
@@ -92,7 +99,7 @@ func cleanScopeSQL(q string) string {
 // Describe reads a scope query's columns without reading its rows and
 // checks the id, bookmark and relation columns against them.
 func Describe(ctx context.Context, tx pgx.Tx, s *project.Sync, role string) (*Scope, error) {
-	sc := &Scope{sync: s, sql: cleanScopeSQL(s.ScopeSQL()), role: role}
+	sc := &Scope{sync: s, sql: Clean(s.ScopeSQL()), role: role}
 	if sc.sql == "" {
 		return nil, &Error{Sync: s.Name, File: s.File, Message: "the query is empty"}
 	}
