@@ -6,6 +6,7 @@ GO            ?= go
 # sqlc is a tool of its own module (internal/tools), so its dependencies stay
 # out of Ferry's go.mod; `go tool` caches the built binary.
 SQLC          := $(GO) tool -modfile=internal/tools/go.mod sqlc
+STATICCHECK   := $(GO) tool -modfile=internal/tools/go.mod staticcheck
 BIN           := bin/ferry
 DATABASE_URL  ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 export DATABASE_URL
@@ -22,9 +23,10 @@ demo: build ## sync the demo warehouse into a demo ERP database, twice, and show
 	./$(BIN) demo
 
 .PHONY: test
-test: ## run every test against the local PostgreSQL
+test: ## run every test against the local PostgreSQL (engine, connectors, scripting under -race)
 	@$(DB_UP)
-	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -count=1 -timeout 15m -race ./engine/... ./scripting/...
+	$(GO) test -count=1 -timeout 15m $$($(GO) list ./... | grep -v -e '/ferry/engine' -e '/ferry/scripting')
 
 .PHONY: build
 build: ## build bin/ferry (no cgo)
@@ -35,10 +37,11 @@ generate: ## regenerate the sqlc code in queries/
 	$(SQLC) generate
 
 .PHONY: verify
-verify: ## fail if generated code drifted, code is unformatted or vet complains
+verify: ## fail if generated code drifted, code is unformatted, or vet or staticcheck complain
 	$(SQLC) diff
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 	CGO_ENABLED=0 $(GO) build -o /dev/null ./...
 
 .PHONY: bench

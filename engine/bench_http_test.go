@@ -39,17 +39,6 @@ const (
 	crmLatency    = 5 * time.Millisecond
 )
 
-// TestMain only intercepts crmServeEnv: then this process is the benchmarks'
-// CRM server and never runs a test.
-func TestMain(m *testing.M) {
-	serveScriptWorker()
-	if os.Getenv(crmServeEnv) == "1" {
-		serveCRM()
-		return
-	}
-	os.Exit(m.Run())
-}
-
 // crmStats is what the child server reports on its control address.
 type crmStats struct {
 	Records  int           `json:"records"`  // partners held

@@ -49,7 +49,7 @@ func (e *Engine) checkSync(ctx context.Context, p *project.Project, s *project.S
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", s.Name, err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	defer tx.Rollback(context.WithoutCancel(ctx))
 	sc, err := scope.Describe(ctx, tx, s, p.Warehouse.ScopeRole)
 	if err != nil {
 		return err

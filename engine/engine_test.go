@@ -473,30 +473,38 @@ func TestOneRunAtATime(t *testing.T) {
 	s := companiesSync()
 	b := setup(t, s)
 	b.exec(`INSERT INTO crm.companies (id, name) VALUES (1, 'A')`)
-	conn, err := b.db.Acquire(context.Background())
-	require.NoError(t, err)
-	defer conn.Release()
-	// Hold the sync's lock as another process would.
-	var key int64
-	require.NoError(t, conn.QueryRow(context.Background(), `SELECT ('x' || substr(md5('unused'), 1, 16))::bit(64)::bigint`).Scan(&key))
-	_, err = b.eng.Run(context.Background(), "companies", engine.RunOptions{})
-	require.NoError(t, err)
+	// Another process (on another machine) holds the sync, and renews it.
+	b.exec(`INSERT INTO ferry.leases (name, holder, epoch, run_id, acquired_at, renewed_at, expires_at)
+		VALUES ('sync:companies', 'elsewhere[boot]/42/abcd', 7, 99, now(), now(), now() + interval '1 minute')`)
+	_, err := b.eng.Run(context.Background(), "companies", engine.RunOptions{})
+	require.ErrorIs(t, err, engine.ErrBusy)
+	assert.EqualError(t, err, "sync companies is already running (run 99) in elsewhere[boot]/42/abcd; wait for that run to finish")
+	assert.Zero(t, b.target.Writes())
 
-	done := make(chan error, 2)
-	b.target.Validate = func(string, map[string]any) string { time.Sleep(300 * time.Millisecond); return "" }
+	// It releases it: the next run takes the sync, with a new epoch.
+	b.exec(`UPDATE ferry.leases SET expires_at = '-infinity' WHERE name = 'sync:companies'`)
+	res := b.run("companies")
+	assert.Equal(t, int64(1), res.Counts.Inserted)
+	var epoch int64
+	require.NoError(t, b.db.QueryRow(context.Background(), `SELECT epoch FROM ferry.leases WHERE name = 'sync:companies'`).Scan(&epoch))
+	assert.Equal(t, int64(8), epoch)
+
+	// Two runs at once in this process: exactly one gets the sync.
 	b.exec(`UPDATE crm.companies SET name = 'B', _sdc_batched_at = now()`)
-	for i := 0; i < 2; i++ {
-		go func() { _, err := b.eng.Run(context.Background(), "companies", engine.RunOptions{}); done <- err }()
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	b.target.Validate = func(string, map[string]any) string {
+		close(entered)
+		<-release
+		return ""
 	}
-	errs := []error{<-done, <-done}
-	busy := 0
-	for _, err := range errs {
-		if err != nil {
-			assert.ErrorIs(t, err, engine.ErrBusy)
-			busy++
-		}
-	}
-	assert.Equal(t, 1, busy, "exactly one of two concurrent runs gets the sync")
+	done := make(chan error, 1)
+	go func() { _, err := b.eng.Run(context.Background(), "companies", engine.RunOptions{}); done <- err }()
+	<-entered
+	_, err = b.eng.Run(context.Background(), "companies", engine.RunOptions{})
+	require.ErrorIs(t, err, engine.ErrBusy, "the second run is refused while the first holds the sync")
+	close(release)
+	require.NoError(t, <-done)
 }
 
 // only opens target for every connection.

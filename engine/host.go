@@ -97,7 +97,7 @@ func (h *host) Query(ctx context.Context, sql string, args []any) ([]map[string]
 	if err != nil {
 		return nil, fmt.Errorf("pq query: %w", err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	defer tx.Rollback(context.WithoutCancel(ctx))
 	m := tx.Conn().TypeMap()
 	rows, err := tx.Query(ctx, sql, append([]any{scope.ValueFormats(m)}, args...)...)
 	if err != nil {
@@ -221,7 +221,7 @@ func (h *host) record(ctx context.Context, lt *linktable.Table, lw linktable.Wri
 	if err != nil {
 		return fmt.Errorf("recording a script write: %w", err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	defer tx.Rollback(context.WithoutCancel(ctx)) // a no-op after Commit
 	if err := l.Fence(ctx, tx); err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ func (e *Engine) linkTable(ctx context.Context, p *project.Project, s *project.S
 		return nil, fmt.Errorf("sync %s: %w", s.Name, err)
 	}
 	sc, err := scope.Describe(ctx, tx, s, p.Warehouse.ScopeRole)
-	tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read only
+	tx.Rollback(context.WithoutCancel(ctx)) // read only
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +95,7 @@ func (e *Engine) LinkSeed(ctx context.Context, sync, query string, dryRun bool) 
 	if err != nil {
 		return nil, fmt.Errorf("sync %s: %w", s.Name, err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read only
+	defer tx.Rollback(context.WithoutCancel(ctx)) // read only
 	q := scope.Clean(query)
 	rows, err := tx.Query(ctx, fmt.Sprintf(`
 WITH pairs AS (SELECT DISTINCT (q.source_id)::text AS s, (q.target_id)::text AS t FROM (%s) q

@@ -256,7 +256,7 @@ func (r *runner) run(ctx context.Context) (runErr error) {
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", s.Name, err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	defer tx.Rollback(context.WithoutCancel(ctx))
 	if r.sc, err = scope.Describe(ctx, tx, s, r.p.Warehouse.ScopeRole); err != nil {
 		return err
 	}
@@ -479,7 +479,7 @@ func (r *runner) fenced(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	defer tx.Rollback(context.WithoutCancel(ctx)) // a no-op after Commit
 	if r.lease != nil {
 		if err := r.lease.Fence(ctx, tx); err != nil {
 			return err

@@ -26,13 +26,13 @@ func scopeRole(t *testing.T, b *testBundle, schemas ...string) string {
 	require.NoError(t, engine.SetupScopeRole(context.Background(), b.db, role, schemas))
 	t.Cleanup(func() {
 		ctx := context.Background()
-		b.db.Exec(ctx, "DROP OWNED BY "+pgx.Identifier{role}.Sanitize()) //nolint:errcheck
+		b.db.Exec(ctx, "DROP OWNED BY "+pgx.Identifier{role}.Sanitize())
 		admin, err := pgx.Connect(ctx, dbtest.ServerURL())
 		if err != nil {
 			return
 		}
 		defer admin.Close(ctx)
-		admin.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()) //nolint:errcheck
+		admin.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize())
 	})
 	return role
 }

@@ -83,3 +83,29 @@ def transform(source_record, target_record, pq, target_id=None):
 	assert.Contains(t, msg, "source id 2")
 	assert.Regexp(t, "step|time", msg)
 }
+
+// pq.link reads another sync's real link table: a transform finds the
+// parent's target id itself (here for a field a relation cannot fill).
+func TestTransformLinkReadsAnotherSyncsLinkTable(t *testing.T) {
+	t.Parallel()
+	contacts := contactsSync()
+	contacts.Relations = nil
+	contacts.Transform = "contacts.star"
+	contacts.TransformSource = []byte(`
+def transform(source_record, target_record, pq, target_id=None):
+    target_record["company_ref"] = pq.link("companies", source_record["company_id"])
+    target_record["nowhere"] = pq.link("companies", 999)
+    return target_record
+`)
+	b := setupScript(t, companiesSync(), contacts)
+	b.exec(`INSERT INTO crm.companies (id, name) VALUES (100, 'Acme')`)
+	b.exec(`INSERT INTO crm.contacts (id, name, email, company_id) VALUES (1, 'Ann', 'a@x', 100)`)
+	b.run("companies")
+	acme := strings.TrimPrefix(b.links("companies")["100"], "success:")
+	res := b.run("contacts")
+	require.Equal(t, int64(1), res.Counts.Inserted, b.linkError("contacts", "1"))
+	for _, p := range b.target.Records("people") {
+		assert.Equal(t, acme, p["company_ref"])
+		assert.Nil(t, p["nowhere"], "a source id with no link row gives None")
+	}
+}

@@ -28,7 +28,7 @@ func SetupScopeRole(ctx context.Context, db interface {
 	if err != nil {
 		return fmt.Errorf("setting up scope role %s: %w", role, err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	defer tx.Rollback(context.WithoutCancel(ctx))
 	var exists bool
 	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)", role).Scan(&exists); err != nil {
 		return fmt.Errorf("setting up scope role %s: %w", role, err)

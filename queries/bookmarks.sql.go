@@ -10,18 +10,6 @@ import (
 	"time"
 )
 
-const bookmarkDelete = `-- name: BookmarkDelete :execrows
-DELETE FROM ferry.bookmarks WHERE sync = $1
-`
-
-func (q *Queries) BookmarkDelete(ctx context.Context, sync string) (int64, error) {
-	result, err := q.db.Exec(ctx, bookmarkDelete, sync)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
-}
-
 const bookmarkGet = `-- name: BookmarkGet :one
 SELECT value FROM ferry.bookmarks WHERE sync = $1
 `

@@ -133,7 +133,7 @@ func migrate(ctx context.Context, conn interface {
 	if err != nil {
 		return 0, fmt.Errorf("migrate: starting transaction: %w", err)
 	}
-	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	defer tx.Rollback(ctx) // a no-op after Commit
 
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrateLockKey)); err != nil {
 		return 0, fmt.Errorf("migrate: taking the migration lock: %w", err)

@@ -9,25 +9,6 @@ import (
 	"context"
 )
 
-const intentAdd = `-- name: IntentAdd :one
-INSERT INTO ferry.write_intents (sync, run_id, source_ids)
-VALUES ($1, $2, $3::text[])
-RETURNING id
-`
-
-type IntentAddParams struct {
-	Sync      string   `json:"sync"`
-	RunID     *int64   `json:"run_id"`
-	SourceIds []string `json:"source_ids"`
-}
-
-func (q *Queries) IntentAdd(ctx context.Context, arg IntentAddParams) (int64, error) {
-	row := q.db.QueryRow(ctx, intentAdd, arg.Sync, arg.RunID, arg.SourceIds)
-	var id int64
-	err := row.Scan(&id)
-	return id, err
-}
-
 const intentAddFenced = `-- name: IntentAddFenced :one
 INSERT INTO ferry.write_intents (sync, run_id, source_ids)
 SELECT $1, $2, $3::text[]

@@ -137,8 +137,9 @@ func loadProgram(ctx context.Context, script string, sources map[string][]byte, 
 	c := newCall(ctx, p, nil, nil, "")
 	defer c.end()
 
-	var exec func(file string) (starlark.StringDict, error)
-	exec = func(file string) (starlark.StringDict, error) {
+	// exec runs a file once; the thread's Load calls it back for the
+	// project files the script loads.
+	exec := func(file string) (starlark.StringDict, error) {
 		if m, ok := modules[file]; ok {
 			if m == nil {
 				return nil, fmt.Errorf("cycle in load graph: %s loads itself", file)

@@ -58,15 +58,27 @@ func (m *Memory) Write(ctx context.Context, object string, changes []connector.C
 			return results, err
 		}
 		m.writes++
+		// An update changes the fields it sends and keeps the others, as a
+		// PATCH or an SQL UPDATE does; the record as it would be is checked.
+		rec := map[string]any{}
+		if c.Op == connector.OpUpdate {
+			old, ok := objs[c.TargetID]
+			if !ok {
+				results[i] = connector.Result{Done: true, Err: &connector.Error{Class: connector.NotFound, Status: 404, Message: fmt.Sprintf("no %s with id %s", object, c.TargetID)}}
+				continue
+			}
+			for k, v := range old {
+				rec[k] = v
+			}
+		}
+		for k, v := range c.Payload {
+			rec[k] = v
+		}
 		if m.Validate != nil {
-			if msg := m.Validate(object, c.Payload); msg != "" {
+			if msg := m.Validate(object, rec); msg != "" {
 				results[i] = connector.Result{Done: true, Err: &connector.Error{Class: connector.Rejected, Status: 422, Message: msg}}
 				continue
 			}
-		}
-		rec := make(map[string]any, len(c.Payload))
-		for k, v := range c.Payload {
-			rec[k] = v
 		}
 		switch c.Op {
 		case connector.OpInsert:
@@ -75,10 +87,6 @@ func (m *Memory) Write(ctx context.Context, object string, changes []connector.C
 			objs[id] = rec
 			results[i] = connector.Result{Done: true, TargetID: id}
 		case connector.OpUpdate:
-			if _, ok := objs[c.TargetID]; !ok {
-				results[i] = connector.Result{Done: true, Err: &connector.Error{Class: connector.NotFound, Status: 404, Message: fmt.Sprintf("no %s with id %s", object, c.TargetID)}}
-				continue
-			}
 			objs[c.TargetID] = rec
 			results[i] = connector.Result{Done: true, TargetID: c.TargetID}
 		}

@@ -131,7 +131,7 @@ func ensureTemplate(ctx context.Context, admin *pgx.Conn, name string) error {
 	if _, err := admin.Exec(ctx, "SELECT pg_advisory_lock(7240001)"); err != nil {
 		return fmt.Errorf("locking template creation: %w", err)
 	}
-	defer admin.Exec(context.Background(), "SELECT pg_advisory_unlock(7240001)") //nolint:errcheck
+	defer admin.Exec(context.Background(), "SELECT pg_advisory_unlock(7240001)")
 
 	var exists bool
 	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {

@@ -6,8 +6,6 @@ INSERT INTO ferry.bookmarks (sync, value, updated_at)
 VALUES (@sync, @value, now())
 ON CONFLICT (sync) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at;
 
--- name: BookmarkDelete :execrows
-DELETE FROM ferry.bookmarks WHERE sync = @sync;
 
 -- name: BookmarkReconciledAt :one
 -- When the sync last read its whole scope (NULL: never since it started

@@ -28,7 +28,7 @@ func BeginRead(ctx context.Context, db interface {
 	_, err = tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true), CASE WHEN $2 <> '' THEN set_config('role', $2, true) END",
 		strconv.FormatInt(timeout.Milliseconds(), 10), role)
 	if err != nil {
-		tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+		tx.Rollback(context.WithoutCancel(ctx))
 		var pgErr *pgconn.PgError
 		if role != "" && errors.As(err, &pgErr) && (pgErr.Code == "22023" || pgErr.Code == "42704" || pgErr.Code == "42501") {
 			return nil, &project.ConfigError{File: project.ProjectFile, Field: "warehouse.scope_role",

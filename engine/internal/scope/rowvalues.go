@@ -92,7 +92,7 @@ func NewRowDecoder(m *pgtype.Map, fields []pgconn.FieldDescription) *RowDecoder 
 	return d
 }
 
-// value decodes column i's raw value.
+// Value decodes column i's raw value.
 func (d *RowDecoder) Value(i int, raw []byte) (any, error) {
 	if raw == nil {
 		return nil, nil

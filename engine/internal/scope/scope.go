@@ -41,7 +41,7 @@ func (c Column) selectExpr() string {
 	return col
 }
 
-// scope is a sync's scope query, described: its columns, and the id and
+// Scope is a sync's scope query, described: its columns, and the id and
 // bookmark columns among them.
 type Scope struct {
 	sync     *project.Sync
@@ -182,7 +182,7 @@ func Describe(ctx context.Context, tx pgx.Tx, s *project.Sync, role string) (*Sc
 	return sc, nil
 }
 
-// derivedColumns returns, once per run, the columns a sync without a mapping
+// DerivedColumns returns, once per run, the columns a sync without a mapping
 // maps by name (all but the id, the bookmark, relation keys and the ELT's
 // _sdc_ columns) and the columns a transform sync's hash covers (all but
 // the bookmark and _sdc_ columns, which change without the data changing).
@@ -311,7 +311,7 @@ func (sc *Scope) from(p Plan, withLink bool) string {
 	return b.String()
 }
 
-// readSQL builds the query of an incremental, full or reconciling read.
+// ReadSQL builds the query of an incremental, full or reconciling read.
 // from, when set, is the stored bookmark: rows from it minus the overlap
 // are read, and rows whose stamp is NULL, every time (they have no place
 // in the order of stamps). reconcile reads the whole scope and flags the
@@ -371,7 +371,7 @@ func (sc *Scope) start(from *string, n int) (string, []any) {
 	return start, args
 }
 
-// tailSQL finds the highest stamp past the stored bookmark, read once the
+// TailSQL finds the highest stamp past the stored bookmark, read once the
 // cursor is done: when the last rows stayed in the warehouse (unchanged),
 // the bookmark still moves past them.
 func (sc *Scope) TailSQL(from *string) (string, []any) {
@@ -382,7 +382,7 @@ func (sc *Scope) TailSQL(from *string) (string, []any) {
 	return fmt.Sprintf("SELECT (%s)::text FROM (\n%s\n) s WHERE %s > $1::text::%s ORDER BY %s DESC LIMIT 1", bm, sc.sql, bm, sc.Bookmark.Type, bm), []any{*from}
 }
 
-// idsSQL builds the query that reads given source ids (retries, tests).
+// IDsSQL builds the query that reads given source ids (retries, tests).
 // With a stored bookmark, it flags the rows incremental reads do not reach.
 func (sc *Scope) IDsSQL(p Plan, from *string) (string, []any) {
 	id := "s." + sqlident.Ident(sc.ID.Name)
@@ -397,7 +397,7 @@ func (sc *Scope) IDsSQL(p Plan, from *string) (string, []any) {
 		list, sc.from(p, false), id, sc.ID.Type, id), args
 }
 
-// explain turns a PostgreSQL error about the wrapped scope query into a
+// Explain turns a PostgreSQL error about the wrapped scope query into a
 // Error that points into the user's query.
 func (sc *Scope) Explain(err error, offset int) error {
 	s := sc.sync
