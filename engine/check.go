@@ -23,7 +23,7 @@ func (e *Engine) Check(ctx context.Context, names ...string) (warnings []string,
 	}
 	syncs, err := p.Order(names)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnknownSync, err)
+		return nil, err
 	}
 	targets := map[string]connector.Target{}
 	defer func() {

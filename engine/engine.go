@@ -135,8 +135,12 @@ func (e *Engine) sync(ctx context.Context, name string) (*project.Project, *proj
 	return p, s, nil
 }
 
-// ErrUnknownSync is returned for a sync the project does not define.
-var ErrUnknownSync = errors.New("unknown sync")
+// ErrUnknownSync and ErrUnknownGroup are returned for a sync or group the
+// project does not define.
+var (
+	ErrUnknownSync  = project.ErrUnknownSync
+	ErrUnknownGroup = project.ErrUnknownGroup
+)
 
 // openTarget opens the target of a connection for one run. Each run gets
 // its own, so that it starts unproven: bad credentials cost one call, and a

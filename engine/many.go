@@ -22,11 +22,7 @@ func (sel Selection) order(p *project.Project) ([]*project.Sync, error) {
 		}
 		return p.GroupOrder(sel.Group)
 	}
-	syncs, err := p.Order(sel.Names)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnknownSync, err)
-	}
-	return syncs, nil
+	return p.Order(sel.Names)
 }
 
 // RunMany runs the selected syncs one after another, parents first. A sync
@@ -54,10 +50,12 @@ func (e *Engine) RunMany(ctx context.Context, sel Selection, opts RunOptions) ([
 		}
 		res, err := e.Run(ctx, s.Name, opts)
 		if res == nil {
-			res = &RunResult{Sync: s.Name, Status: RunFailed, Err: err}
-			if err != nil {
-				res.Error = err.Error()
-			}
+			res = &RunResult{Sync: s.Name}
+		}
+		if err != nil && res.Status != RunStopped {
+			// Failed before or during its run (a broken scope, a secret not
+			// set, a busy sync): its children would only fail.
+			res.Status, res.Err, res.Error = RunFailed, err, err.Error()
 		}
 		switch res.Status {
 		case RunFailed:

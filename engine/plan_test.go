@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ferry-sync/ferry/engine"
+	"github.com/ferry-sync/ferry/engine/project"
 )
 
 // A plan of a first sync says the children wait for the parents it syncs
@@ -46,4 +47,19 @@ func TestPlanAndRunMany(t *testing.T) {
 	assert.Equal(t, engine.RunFailed, results[0].Status)
 	assert.Equal(t, engine.RunNotStarted, results[1].Status)
 	assert.Equal(t, "not started: its parent companies failed", results[1].Error)
+}
+
+// A parent that fails before its run starts (its scope names a column that
+// does not exist) does not let its children start either.
+func TestRunManyParentFailingBeforeItsRun(t *testing.T) {
+	t.Parallel()
+	companies := companiesSync()
+	companies.Mapping = []project.Field{{Source: "nam", Target: "name"}}
+	b := setup(t, companies, contactsSync())
+	results, err := b.eng.RunMany(context.Background(), engine.Selection{}, engine.RunOptions{})
+	require.NoError(t, err)
+	require.Len(t, results, 2)
+	assert.Equal(t, engine.RunFailed, results[0].Status)
+	assert.Contains(t, results[0].Error, `column "nam" is not in the scope`)
+	assert.Equal(t, engine.RunNotStarted, results[1].Status)
 }

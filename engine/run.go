@@ -171,17 +171,74 @@ const maxRunErrors = 1000
 // credentials); record failures are in the result's counts and link rows.
 // A result is returned whenever a run row was written, even with an error.
 func (e *Engine) Run(ctx context.Context, name string, opts RunOptions) (*RunResult, error) {
+	r, err := e.newRunner(ctx, name, opts)
+	if err != nil {
+		return nil, err
+	}
+	runCtx, err := r.begin(ctx)
+	if err == nil {
+		err = r.body(runCtx)
+	}
+	return r.result(err)
+}
+
+// Started is a run that was started in the background (Start).
+type Started struct {
+	RunID int64
+	done  chan struct{}
+	res   *RunResult
+	err   error
+}
+
+// Done is closed once the run is over.
+func (st *Started) Done() <-chan struct{} { return st.done }
+
+// Wait waits for the run to end and returns what Run would.
+func (st *Started) Wait() (*RunResult, error) {
+	<-st.done
+	return st.res, st.err
+}
+
+// Start claims a sync and records its run, then runs it in the background,
+// under ctx (which should outlive the caller's request). A busy sync is a
+// *BusyError naming the run that holds it, returned at once: a caller
+// (the REST API) answers with the run it started or the one running.
+func (e *Engine) Start(ctx context.Context, name string, opts RunOptions) (*Started, error) {
+	if opts.DryRun {
+		return nil, errors.New("a dry run is not started in the background: use Plan or Run")
+	}
+	r, err := e.newRunner(ctx, name, opts)
+	if err != nil {
+		return nil, err
+	}
+	runCtx, err := r.begin(ctx)
+	if err != nil {
+		_, err = r.result(err)
+		return nil, err
+	}
+	st := &Started{RunID: r.runID, done: make(chan struct{})}
+	go func() {
+		defer close(st.done)
+		st.res, st.err = r.result(r.body(runCtx))
+	}()
+	return st, nil
+}
+
+func (e *Engine) newRunner(ctx context.Context, name string, opts RunOptions) (*runner, error) {
 	p, s, err := e.sync(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{e: e, p: p, s: s, opts: opts, res: &RunResult{Sync: s.Name}, started: time.Now()}
-	err = r.run(ctx)
-	if opts.DryRun {
+	return &runner{e: e, p: p, s: s, opts: opts, res: &RunResult{Sync: s.Name}, started: time.Now()}, nil
+}
+
+// result is the run's result and its error, with secrets redacted.
+func (r *runner) result(err error) (*RunResult, error) {
+	if r.opts.DryRun {
 		r.collect()
 		r.res.Duration = time.Since(r.started)
 	}
-	err = e.redact.RedactError(err)
+	err = r.e.redact.RedactError(err)
 	r.res.Err = err
 	if err != nil && r.res.Error == "" {
 		r.res.Error = err.Error()
@@ -234,16 +291,46 @@ type runner struct {
 	recordedBookmark string
 }
 
-func (r *runner) run(ctx context.Context) (runErr error) {
+// begin claims the sync and records the run (a dry run does neither), and
+// returns the run's context: it ends when the claim is lost.
+func (r *runner) begin(ctx context.Context) (context.Context, error) {
+	if r.opts.DryRun {
+		return ctx, nil
+	}
+	s := r.s
+	ctx, l, err := r.e.claim(ctx, "sync "+s.Name, "sync:"+s.Name)
+	if err != nil {
+		return nil, err
+	}
+	r.lease = l
+	// This run holds the sync's claim, so no other run of it is alive.
+	if n, err := r.e.q.RunCloseInterrupted(ctx, s.Name); err != nil {
+		l.Release(ctx)
+		return nil, fmt.Errorf("sync %s: closing interrupted runs: %w", s.Name, err)
+	} else if n > 0 {
+		r.e.log.Warn("an earlier run of this sync was interrupted; marked failed", "sync", s.Name, "runs", n)
+	}
+	row, err := r.e.q.RunStart(ctx, s.Name)
+	if err != nil {
+		l.Release(ctx)
+		return nil, fmt.Errorf("sync %s: recording the run: %w", s.Name, err)
+	}
+	r.runID, r.res.RunID, r.startedAt = row.ID, row.ID, row.StartedAt
+	if err := l.SetRun(ctx, row.ID); err != nil {
+		r.e.log.Warn("recording the run on its lease", "sync", s.Name, "err", err)
+	}
+	return ctx, nil
+}
+
+// body is the run once begun: it reads, decides, writes and records, then
+// finishes the run row and gives the claim up, whatever happened.
+func (r *runner) body(ctx context.Context) (runErr error) {
 	s := r.s
 	writes := !r.opts.DryRun
 	if writes {
-		var err error
 		what := "sync " + s.Name
-		if ctx, r.lease, err = r.e.claim(ctx, what, "sync:"+s.Name); err != nil {
-			return err
-		}
 		defer r.lease.Release(ctx)
+		defer func() { r.finish(context.WithoutCancel(ctx), runErr) }()
 		defer func() { runErr = lostClaim(ctx, what, runErr) }()
 	}
 
@@ -279,29 +366,6 @@ func (r *runner) run(ctx context.Context) (runErr error) {
 	}
 	r.res.Reconcile = r.reconcile
 
-	if writes {
-		var before *string
-		if r.bookmark != nil {
-			before = r.bookmark
-		}
-		// This run holds the sync's lock, so no other run of it is alive.
-		if n, err := r.e.q.RunCloseInterrupted(ctx, s.Name); err != nil {
-			return fmt.Errorf("sync %s: closing interrupted runs: %w", s.Name, err)
-		} else if n > 0 {
-			r.e.log.Warn("an earlier run of this sync was interrupted; marked failed", "sync", s.Name, "runs", n)
-		}
-		row, err := r.e.q.RunStart(ctx, queries.RunStartParams{Sync: s.Name, BookmarkBefore: before, Reconcile: r.reconcile})
-		if err != nil {
-			return fmt.Errorf("sync %s: recording the run: %w", s.Name, err)
-		}
-		r.runID = row.ID
-		r.res.RunID = row.ID
-		r.startedAt = row.StartedAt
-		if err := r.lease.SetRun(ctx, row.ID); err != nil {
-			r.e.log.Warn("recording the run on its lease", "sync", s.Name, "err", err)
-		}
-		defer func() { r.finish(context.WithoutCancel(ctx), runErr) }()
-	}
 	if r.bookmark != nil {
 		r.res.BookmarkBefore = *r.bookmark
 		r.res.BookmarkAfter = *r.bookmark
@@ -573,6 +637,7 @@ func (r *runner) finish(ctx context.Context, runErr error) {
 		ID: r.runID, Status: string(r.res.Status), Read: c.Read, Inserted: c.Inserted, Updated: c.Updated,
 		Unchanged: c.Unchanged, Skipped: c.Skipped, Invalid: c.Invalid, Failed: c.Failed,
 		TargetCalls: c.TargetCalls, Lookups: c.Lookups, Caught: c.Caught, BookmarkAfter: after, Error: msg,
+		Reconcile: r.reconcile, BookmarkBefore: r.bookmark,
 	})
 	if err != nil {
 		r.e.log.Error("recording the end of a run", "sync", r.s.Name, "run", r.runID, "err", err)

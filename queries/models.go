@@ -26,6 +26,29 @@ type FerryLease struct {
 	ExpiresAt  time.Time `json:"expires_at"`
 }
 
+type FerryProjectFile struct {
+	Path      string    `json:"path"`
+	Content   []byte    `json:"content"`
+	UpdatedAt time.Time `json:"updated_at"`
+	UpdatedBy string    `json:"updated_by"`
+}
+
+type FerryProjectHistory struct {
+	ID            int64     `json:"id"`
+	Version       int64     `json:"version"`
+	Path          string    `json:"path"`
+	ContentBefore []byte    `json:"content_before"`
+	ContentAfter  []byte    `json:"content_after"`
+	Actor         string    `json:"actor"`
+	Reason        string    `json:"reason"`
+	ChangedAt     time.Time `json:"changed_at"`
+}
+
+type FerryProjectVersion struct {
+	One     bool  `json:"one"`
+	Version int64 `json:"version"`
+}
+
 type FerryRun struct {
 	ID             int64      `json:"id"`
 	Sync           string     `json:"sync"`
@@ -61,6 +84,26 @@ type FerryScriptState struct {
 	Script    string          `json:"script"`
 	State     json.RawMessage `json:"state"`
 	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+type FerrySecret struct {
+	Name       string    `json:"name"`
+	KeyID      string    `json:"key_id"`
+	Nonce      []byte    `json:"nonce"`
+	Ciphertext []byte    `json:"ciphertext"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	UpdatedBy  string    `json:"updated_by"`
+}
+
+type FerryToken struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	Role       string     `json:"role"`
+	SecretHash []byte     `json:"secret_hash"`
+	CreatedAt  time.Time  `json:"created_at"`
+	ExpiresAt  *time.Time `json:"expires_at"`
+	RevokedAt  *time.Time `json:"revoked_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
 }
 
 type FerryWriteIntent struct {

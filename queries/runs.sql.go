@@ -100,26 +100,30 @@ UPDATE ferry.runs SET
     target_calls = $9,
     lookups = $10,
     caught = $11,
-    bookmark_after = $12,
-    error = $13
-WHERE id = $14
+    reconcile = $12,
+    bookmark_before = $13,
+    bookmark_after = $14,
+    error = $15
+WHERE id = $16
 `
 
 type RunFinishParams struct {
-	Status        string  `json:"status"`
-	Read          int64   `json:"read"`
-	Inserted      int64   `json:"inserted"`
-	Updated       int64   `json:"updated"`
-	Unchanged     int64   `json:"unchanged"`
-	Skipped       int64   `json:"skipped"`
-	Invalid       int64   `json:"invalid"`
-	Failed        int64   `json:"failed"`
-	TargetCalls   int64   `json:"target_calls"`
-	Lookups       int64   `json:"lookups"`
-	Caught        int64   `json:"caught"`
-	BookmarkAfter *string `json:"bookmark_after"`
-	Error         *string `json:"error"`
-	ID            int64   `json:"id"`
+	Status         string  `json:"status"`
+	Read           int64   `json:"read"`
+	Inserted       int64   `json:"inserted"`
+	Updated        int64   `json:"updated"`
+	Unchanged      int64   `json:"unchanged"`
+	Skipped        int64   `json:"skipped"`
+	Invalid        int64   `json:"invalid"`
+	Failed         int64   `json:"failed"`
+	TargetCalls    int64   `json:"target_calls"`
+	Lookups        int64   `json:"lookups"`
+	Caught         int64   `json:"caught"`
+	Reconcile      bool    `json:"reconcile"`
+	BookmarkBefore *string `json:"bookmark_before"`
+	BookmarkAfter  *string `json:"bookmark_after"`
+	Error          *string `json:"error"`
+	ID             int64   `json:"id"`
 }
 
 func (q *Queries) RunFinish(ctx context.Context, arg RunFinishParams) error {
@@ -135,6 +139,8 @@ func (q *Queries) RunFinish(ctx context.Context, arg RunFinishParams) error {
 		arg.TargetCalls,
 		arg.Lookups,
 		arg.Caught,
+		arg.Reconcile,
+		arg.BookmarkBefore,
 		arg.BookmarkAfter,
 		arg.Error,
 		arg.ID,
@@ -223,24 +229,17 @@ func (q *Queries) RunListBySync(ctx context.Context, arg RunListBySyncParams) ([
 }
 
 const runStart = `-- name: RunStart :one
-INSERT INTO ferry.runs (sync, bookmark_before, reconcile)
-VALUES ($1, $2, $3)
+INSERT INTO ferry.runs (sync) VALUES ($1)
 RETURNING id, started_at
 `
-
-type RunStartParams struct {
-	Sync           string  `json:"sync"`
-	BookmarkBefore *string `json:"bookmark_before"`
-	Reconcile      bool    `json:"reconcile"`
-}
 
 type RunStartRow struct {
 	ID        int64     `json:"id"`
 	StartedAt time.Time `json:"started_at"`
 }
 
-func (q *Queries) RunStart(ctx context.Context, arg RunStartParams) (RunStartRow, error) {
-	row := q.db.QueryRow(ctx, runStart, arg.Sync, arg.BookmarkBefore, arg.Reconcile)
+func (q *Queries) RunStart(ctx context.Context, sync string) (RunStartRow, error) {
+	row := q.db.QueryRow(ctx, runStart, sync)
 	var i RunStartRow
 	err := row.Scan(&i.ID, &i.StartedAt)
 	return i, err

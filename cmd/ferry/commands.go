@@ -3,263 +3,360 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
-	"os"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/ferry-sync/ferry/engine"
 	"github.com/ferry-sync/ferry/engine/project"
-	"github.com/ferry-sync/ferry/queries"
-	"github.com/ferry-sync/ferry/scripting"
 )
 
-func cmdMigrate(ctx context.Context, c *cli, args []string) int {
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	urlEnv := fs.String("url-env", defaultURLEnv, "environment variable holding the warehouse URL")
-	if fs.Parse(args) != nil {
-		return exitUsage
-	}
-	if p, err := project.Load(c.projectDir, connectors()); err == nil && p.Warehouse.URLEnv != "" {
-		*urlEnv = p.Warehouse.URLEnv
-	}
-	pool, err := c.connectNoMigrate(ctx, *urlEnv)
-	if err != nil {
-		return c.fail(err)
-	}
-	defer pool.Close()
-	n, err := queries.Migrate(ctx, pool)
-	if err != nil {
-		return c.fail(err)
-	}
-	fmt.Fprintf(c.stdout, "migrations applied: %d\n", n)
-	return exitOK
+// selection is how run and plan name their syncs.
+type selection struct {
+	Syncs []string `arg:"" optional:"" name:"sync" help:"Syncs to work on, parents first; every sync when none is named."`
+	Group string   `help:"The syncs of this group of ferry.yaml, in its order." placeholder:"G"`
 }
 
-// runFlags are shared by run and plan.
-type runFlags struct {
-	group string
-	full  bool
+// Validate is called by kong once the command line is parsed.
+func (s *selection) Validate() error {
+	if s.Group != "" && len(s.Syncs) > 0 {
+		return fmt.Errorf("name syncs or a --group, not both")
+	}
+	return nil
 }
 
-func (c *cli) syncsToRun(p *project.Project, f runFlags, names []string) ([]*project.Sync, error) {
-	if f.group != "" {
-		if len(names) > 0 {
-			return nil, usageError{"name syncs or a --group, not both"}
+// check refuses a group the project does not have, as a usage error.
+func (s *selection) check(p *project.Project) error {
+	if s.Group == "" {
+		return nil
+	}
+	if _, ok := p.Groups[s.Group]; !ok {
+		names := make([]string, 0, len(p.Groups))
+		for n := range p.Groups {
+			names = append(names, n)
 		}
-		return p.GroupOrder(f.group)
+		sort.Strings(names)
+		defined := "none are defined"
+		if len(names) > 0 {
+			defined = "defined: " + strings.Join(names, ", ")
+		}
+		return usageError{fmt.Sprintf("unknown group %q (groups are in %s; %s)", s.Group, project.ProjectFile, defined)}
 	}
-	syncs, err := p.Order(names)
-	if err != nil {
-		return nil, usageError{err.Error()}
-	}
-	return syncs, nil
+	return nil
 }
 
-func cmdRun(ctx context.Context, c *cli, args []string) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	var f runFlags
-	fs.StringVar(&f.group, "group", "", "run the syncs of this group (from ferry.yaml), parents first")
-	fs.BoolVar(&f.full, "full", false, "read the whole scope, ignoring the bookmark (unchanged records are still skipped by hash)")
-	if fs.Parse(args) != nil {
-		return exitUsage
-	}
+func (s *selection) engine() engine.Selection {
+	return engine.Selection{Names: s.Syncs, Group: s.Group}
+}
+
+// ---- run
+
+type runCmd struct {
+	selection
+	Full      bool `help:"Read the whole scope, ignoring the bookmark (unchanged records are still skipped by hash)."`
+	Reconcile bool `help:"Read the whole scope of incremental syncs and count the records incremental reads missed."`
+}
+
+func (runCmd) Help() string {
+	return `A sync whose parent failed, stopped or was not started is not started (its records would only fail); the others go on. Each sync prints one line: records read, inserted, updated, unchanged, skipped, invalid and failed. Long runs show their progress on stderr.
+
+Exit status: 0 every record synced; 1 a run failed, stopped or was not started; 2 bad usage, a bad project file or a secret not set; 3 the runs finished but records failed (ferry status lists them).
+
+Examples:
+
+    ferry run                          # every sync, parents first
+    ferry run contacts --full          # one sync, ignoring its bookmark
+    ferry run --group crm_to_erp
+    ferry --project ./my-project run companies contacts`
+}
+
+func (r *runCmd) Run(ctx context.Context, c *cli) error {
 	ss, err := c.start(ctx)
 	if err != nil {
-		return c.fail(err)
+		return err
 	}
 	defer ss.close()
-	p, eng := ss.project, ss.eng
-	syncs, err := c.syncsToRun(p, f, fs.Args())
-	if err != nil {
-		return c.fail(err)
+	if err := r.check(ss.project); err != nil {
+		return err
 	}
-	return c.runSyncs(ctx, eng, syncs, engine.RunOptions{Full: f.full})
+	return c.runMany(ctx, ss.eng, r.engine(), engine.RunOptions{Full: r.Full, Reconcile: r.Reconcile})
 }
 
-// runSyncs runs syncs in order and prints one line each. A sync that fails
-// as a whole stops the ones after it, since children depend on parents.
-func (c *cli) runSyncs(ctx context.Context, eng *engine.Engine, syncs []*project.Sync, opts engine.RunOptions) int {
+// runMany runs the selected syncs (engine.RunMany: parents first, children
+// of a failed parent not started), prints one line each and returns the
+// exit code they deserve.
+func (c *cli) runMany(ctx context.Context, eng *engine.Engine, sel engine.Selection, opts engine.RunOptions) error {
+	prog := newProgress(c.stderr)
+	opts.Progress = prog.update
+	results, err := eng.RunMany(ctx, sel, opts)
+	prog.done()
+	if err != nil {
+		// RunMany's own error is about the selection: an unknown sync or group.
+		return usageError{err.Error()}
+	}
 	code := exitOK
-	for _, s := range syncs {
-		prog := newProgress(c.stderr, s.Name)
-		opts.Progress = prog.update
-		res, err := eng.Run(ctx, s.Name, opts)
-		prog.done()
-		if res != nil {
-			c.printRun(res)
-		}
-		if err != nil {
-			return c.fail(err)
-		}
-		if res.Status == engine.RunStopped {
-			fmt.Fprintf(c.stderr, "ferry: %s\n", res.Error)
-			return exitFailed
-		}
-		if res.Counts.Failed > 0 || res.Counts.Invalid > 0 {
-			code = exitRecords
+	worse := func(c int) {
+		rank := map[int]int{exitOK: 0, exitRecords: 1, exitFailed: 2, exitUsage: 3}
+		if rank[c] > rank[code] {
+			code = c
 		}
 	}
-	if code == exitRecords {
+	recordsFailed := false
+	for _, r := range results {
+		c.printRun(r)
+		switch runStatus(r) {
+		case engine.RunSucceeded:
+		case engine.RunSucceededWithErrors:
+			recordsFailed = true
+			worse(exitRecords)
+		case engine.RunNotStarted:
+			worse(exitFailed)
+		case engine.RunStopped:
+			recordsFailed = recordsFailed || r.Counts.Failed > 0 || r.Counts.Invalid > 0
+			worse(exitFailed)
+			c.printRunError(r)
+		default: // failed
+			if r.Err != nil {
+				worse(codeOf(r.Err))
+			} else {
+				worse(exitFailed)
+			}
+			c.printRunError(r)
+		}
+	}
+	if recordsFailed {
 		fmt.Fprintln(c.stderr, "ferry: some records failed; `ferry status <sync>` lists them with their errors")
 	}
-	return code
+	if code == exitOK {
+		return nil
+	}
+	return exitCode(code)
+}
+
+// runStatus is how a run ended; a run that failed before it was recorded
+// (busy, a broken scope query, a secret not set) has no status but an error.
+func runStatus(r *engine.RunResult) engine.RunStatus {
+	if r.Status == "" || r.Status == engine.RunRunning {
+		if r.Err != nil || r.Error != "" {
+			return engine.RunFailed
+		}
+		return engine.RunSucceeded
+	}
+	return r.Status
+}
+
+func (c *cli) printRunError(r *engine.RunResult) {
+	// Err says more than Error when they differ (a run that lost its claim).
+	msg := r.Error
+	if r.Err != nil {
+		msg = r.Err.Error()
+	}
+	if msg == "" {
+		msg = fmt.Sprintf("sync %s %s", r.Sync, runStatus(r))
+	}
+	fmt.Fprintf(c.stderr, "ferry: %s\n", strings.ReplaceAll(msg, "\n", "\n  "))
 }
 
 func (c *cli) printRun(r *engine.RunResult) {
+	status := runStatus(r)
+	if status == engine.RunNotStarted {
+		fmt.Fprintf(c.stdout, "%-12s %s\n", r.Sync, r.Error)
+		return
+	}
 	k := r.Counts
 	rate := ""
 	if secs := r.Duration.Seconds(); secs > 0 && k.Read > 0 {
 		rate = fmt.Sprintf(", %.0f records/s", float64(k.Read)/secs)
 	}
-	fmt.Fprintf(c.stdout, "%-12s %-9s read %d  inserted %d  updated %d  unchanged %d  skipped %d  invalid %d  failed %d  (%s%s)\n",
-		r.Sync, r.Status, k.Read, k.Inserted, k.Updated, k.Unchanged, k.Skipped, k.Invalid, k.Failed, r.Duration.Round(time.Millisecond), rate)
+	caught := ""
+	if k.Caught > 0 {
+		caught = fmt.Sprintf("  caught %d", k.Caught)
+	}
+	fmt.Fprintf(c.stdout, "%-12s %-9s read %d  inserted %d  updated %d  unchanged %d  skipped %d  invalid %d  failed %d%s  (%s%s)\n",
+		r.Sync, status, k.Read, k.Inserted, k.Updated, k.Unchanged, k.Skipped, k.Invalid, k.Failed, caught, r.Duration.Round(time.Millisecond), rate)
 }
 
-func cmdPlan(ctx context.Context, c *cli, args []string) int {
-	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	var f runFlags
-	fs.StringVar(&f.group, "group", "", "plan the syncs of this group")
-	fs.BoolVar(&f.full, "full", false, "plan a full read, ignoring the bookmark")
-	samples := fs.Int("samples", 3, "example payloads to show per decision")
-	if fs.Parse(args) != nil {
-		return exitUsage
-	}
+// ---- plan
+
+type planCmd struct {
+	selection
+	Full    bool `help:"Plan a full read, ignoring the bookmark."`
+	Samples int  `help:"Example records to show per decision (default: ${default})." default:"3" placeholder:"N"`
+	Lookups bool `help:"Let transforms and pending inserts look records up in the targets (read-only calls)."`
+}
+
+func (planCmd) Help() string {
+	return `Nothing is written and, unless --lookups is given, no target is called. A child whose parent the same plan syncs first waits for it. Inserts show their payload; updates show the fields they change.
+
+Examples:
+
+    ferry plan
+    ferry plan contacts --samples 10
+    ferry plan --group crm_to_erp --full`
+}
+
+func (pc *planCmd) Run(ctx context.Context, c *cli) error {
 	ss, err := c.start(ctx)
 	if err != nil {
-		return c.fail(err)
+		return err
 	}
 	defer ss.close()
-	p, eng := ss.project, ss.eng
-	syncs, err := c.syncsToRun(p, f, fs.Args())
-	if err != nil {
-		return c.fail(err)
+	if err := pc.check(ss.project); err != nil {
+		return err
 	}
-	fmt.Fprintln(c.stdout, "Plan (dry run: nothing is written). A child's parent ids resolve only once the parent has synced.")
-	for _, s := range syncs {
-		res, err := eng.Run(ctx, s.Name, engine.RunOptions{DryRun: true, Full: f.full, Samples: *samples})
-		if err != nil {
-			return c.fail(err)
-		}
-		k := res.Counts
-		fmt.Fprintf(c.stdout, "\n%s: would insert %d, update %d; %d unchanged, %d skipped, %d invalid, %d would fail (of %d read)\n",
-			s.Name, k.Inserted, k.Updated, k.Unchanged, k.Skipped, k.Invalid, k.Failed, k.Read)
-		for _, rec := range res.Records {
-			switch rec.Decision {
-			case engine.DecideInsert, engine.DecideUpdate:
-				fmt.Fprintf(c.stdout, "  %-6s source id %s: %s\n", rec.Decision, rec.SourceID, compactJSON(rec.Payload))
-			case engine.DecideFail, engine.DecideInvalid, engine.DecideSkip:
-				fmt.Fprintf(c.stdout, "  %-6s source id %s: %s\n", rec.Decision, rec.SourceID, rec.Reason)
+	results, err := ss.eng.Plan(ctx, pc.engine(), engine.PlanOptions{Full: pc.Full, Samples: pc.Samples, Lookups: pc.Lookups})
+	fmt.Fprintln(c.stdout, "Plan (dry run: nothing is written).")
+	for _, r := range results {
+		printPlan(c.stdout, r)
+	}
+	return err
+}
+
+func printPlan(w io.Writer, r *engine.RunResult) {
+	k := r.Counts
+	fmt.Fprintf(w, "\n%s: would insert %d, update %d; %d unchanged, %d skipped, %d invalid, %d would fail, %d waiting for a parent, %d need a lookup (of %d read)\n",
+		r.Sync, k.Inserted, k.Updated, k.Unchanged, k.Skipped, k.Invalid, k.Failed, k.Waiting, k.Unknown, k.Read)
+	for _, rec := range r.Records {
+		switch rec.Decision {
+		case engine.DecideInsert:
+			fmt.Fprintf(w, "  %-6s source id %s: %s\n", rec.Decision, rec.SourceID, compactJSON(rec.Payload))
+		case engine.DecideUpdate:
+			what := changesText(rec.Changes)
+			if what == "" {
+				what = compactJSON(rec.Payload)
 			}
+			target := ""
+			if rec.TargetID != "" {
+				target = " (target id " + rec.TargetID + ")"
+			}
+			fmt.Fprintf(w, "  %-6s source id %s%s: %s\n", rec.Decision, rec.SourceID, target, what)
+		case engine.DecideFail, engine.DecideInvalid, engine.DecideSkip, engine.DecideWait, engine.DecideUnknown:
+			fmt.Fprintf(w, "  %-6s source id %s: %s\n", rec.Decision, rec.SourceID, rec.Reason)
 		}
 	}
-	return exitOK
+	if k.Unknown > 0 {
+		fmt.Fprintf(w, "  (%d records need a lookup in the target to decide: add --lookups)\n", k.Unknown)
+	}
 }
 
-func cmdTest(ctx context.Context, c *cli, args []string) int {
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	var ids multiFlag
-	fs.Var(&ids, "id", "source id to test (repeatable)")
-	write := fs.Bool("write", false, "really write the record to the target and record it in the link table")
-	// Go's flag package stops at the first positional argument; accept the
-	// sync name before or after the flags.
-	var name string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		name, args = args[0], args[1:]
+// changesText says what an update changes: `name: "Acme" → "Acme Corp", city: …`.
+func changesText(changes []engine.FieldChange) string {
+	parts := make([]string, 0, len(changes))
+	for _, ch := range changes {
+		parts = append(parts, fmt.Sprintf("%s: %s → %s", ch.Field, compactJSON(ch.Old), compactJSON(ch.New)))
 	}
-	if fs.Parse(args) != nil {
-		return exitUsage
-	}
-	if name == "" && fs.NArg() > 0 {
-		name = fs.Arg(0)
-	}
-	if name == "" || len(ids) == 0 {
-		return c.fail(usageError{"usage: ferry test <sync> --id <source id> [--id …] [--write]"})
-	}
-	ss, err := c.start(ctx)
-	if err != nil {
-		return c.fail(err)
-	}
-	defer ss.close()
-	eng := ss.eng
-	res, err := eng.Run(ctx, name, engine.RunOptions{IDs: ids, DryRun: !*write, Samples: len(ids)})
-	if err != nil {
-		return c.fail(err)
-	}
-	found := map[string]bool{}
-	for _, rec := range res.Records {
-		found[rec.SourceID] = true
-		fmt.Fprintf(c.stdout, "source id %s\n", rec.SourceID)
-		fmt.Fprintf(c.stdout, "  source record:  %s\n", compactJSON(rec.Source))
-		fmt.Fprintf(c.stdout, "  mapped record:  %s\n", compactJSON(rec.Mapped))
-		if rec.Payload != nil {
-			fmt.Fprintf(c.stdout, "  payload:        %s\n", compactJSON(rec.Payload))
-		}
-		for _, line := range rec.Printed {
-			fmt.Fprintf(c.stdout, "  script printed: %s\n", line)
-		}
-		status := rec.LinkState
-		if status == "" {
-			status = "(no link row)"
-		}
-		fmt.Fprintf(c.stdout, "  link status:    %s\n", status)
-		decision := string(rec.Decision)
-		if rec.TargetID != "" {
-			decision += " target id " + rec.TargetID
-		}
-		if rec.Reason != "" {
-			decision += ": " + rec.Reason
-		}
-		fmt.Fprintf(c.stdout, "  decision:       %s\n", decision)
-		if !*write && (rec.Decision == engine.DecideInsert || rec.Decision == engine.DecideUpdate) {
-			fmt.Fprintln(c.stdout, "  (nothing written: add --write to send it)")
-		}
-	}
-	for _, id := range ids {
-		if !found[id] {
-			fmt.Fprintf(c.stdout, "source id %s: not in the scope of %s (check the scope query's WHERE clause)\n", id, name)
-		}
-	}
-	if res.Counts.Failed > 0 || res.Counts.Invalid > 0 {
-		return exitRecords
-	}
-	return exitOK
+	return strings.Join(parts, ", ")
 }
 
-type multiFlag []string
+// ---- test
 
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+type testCmd struct {
+	Sync  string   `arg:"" help:"The sync."`
+	ID    []string `name:"id" required:"" sep:"none" help:"Source id of the record (repeat for more)." placeholder:"ID"`
+	Write bool     `help:"Really write the record to the target and record it in the link table."`
+}
 
-func cmdStatus(ctx context.Context, c *cli, args []string) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	limit := fs.Int("errors", 10, "how many of the latest errors and runs to list")
-	if fs.Parse(args) != nil {
-		return exitUsage
-	}
+func (testCmd) Help() string {
+	return `Shows the source row, the mapped record, the payload, what the transform printed, the link row's status and the decision (for an update, the fields it changes). Nothing is written unless --write is given.
+
+Examples:
+
+    ferry test contacts --id 42
+    ferry test contacts --id 42 --id 43
+    ferry test --write contacts --id 42`
+}
+
+func (tc *testCmd) Run(ctx context.Context, c *cli) error {
 	ss, err := c.start(ctx)
 	if err != nil {
-		return c.fail(err)
+		return err
 	}
 	defer ss.close()
-	statuses, err := ss.eng.Status(ctx, fs.Args(), *limit)
+	code := exitOK
+	for _, id := range tc.ID {
+		res, err := ss.eng.TestRecord(ctx, tc.Sync, id, tc.Write)
+		if err != nil {
+			return err
+		}
+		if len(res.Records) == 0 {
+			fmt.Fprintf(c.stdout, "source id %s: not in the scope of %s (check the scope query's WHERE clause)\n", id, tc.Sync)
+		}
+		for _, rec := range res.Records {
+			c.printTest(rec, tc.Write)
+		}
+		if res.Counts.Failed > 0 || res.Counts.Invalid > 0 {
+			code = exitRecords
+		}
+	}
+	if code != exitOK {
+		return exitCode(code)
+	}
+	return nil
+}
+
+func (c *cli) printTest(rec engine.RecordReport, write bool) {
+	w := c.stdout
+	fmt.Fprintf(w, "source id %s\n", rec.SourceID)
+	fmt.Fprintf(w, "  source record:  %s\n", compactJSON(rec.Source))
+	fmt.Fprintf(w, "  mapped record:  %s\n", compactJSON(rec.Mapped))
+	if rec.Payload != nil {
+		fmt.Fprintf(w, "  payload:        %s\n", compactJSON(rec.Payload))
+	}
+	for _, line := range rec.Printed {
+		fmt.Fprintf(w, "  script printed: %s\n", line)
+	}
+	status := string(rec.LinkState)
+	if status == "" {
+		status = "(no link row)"
+	}
+	fmt.Fprintf(w, "  link status:    %s\n", status)
+	decision := string(rec.Decision)
+	if rec.TargetID != "" {
+		decision += " target id " + rec.TargetID
+	}
+	if rec.Reason != "" {
+		decision += ": " + rec.Reason
+	}
+	fmt.Fprintf(w, "  decision:       %s\n", decision)
+	for _, ch := range rec.Changes {
+		fmt.Fprintf(w, "  changes:        %s: %s → %s\n", ch.Field, compactJSON(ch.Old), compactJSON(ch.New))
+	}
+	if !write && (rec.Decision == engine.DecideInsert || rec.Decision == engine.DecideUpdate) {
+		fmt.Fprintln(w, "  (nothing written: add --write to send it)")
+	}
+}
+
+// ---- status
+
+type statusCmd struct {
+	Syncs  []string `arg:"" optional:"" name:"sync" help:"Syncs to report on; every sync when none is named."`
+	Errors int      `help:"How many of the latest errors and runs to list (default: ${default})." default:"10" placeholder:"N"`
+}
+
+func (statusCmd) Help() string {
+	return `Examples:
+
+    ferry status
+    ferry status contacts --errors 50`
+}
+
+func (sc *statusCmd) Run(ctx context.Context, c *cli) error {
+	ss, err := c.start(ctx)
 	if err != nil {
-		return c.fail(err)
+		return err
+	}
+	defer ss.close()
+	statuses, err := ss.eng.Status(ctx, sc.Syncs, sc.Errors)
+	if err != nil {
+		return err
 	}
 	for _, st := range statuses {
 		printStatus(c.stdout, st)
 	}
-	return exitOK
+	return nil
 }
 
 func printStatus(w io.Writer, st engine.SyncStatus) {
@@ -300,64 +397,80 @@ func printStatus(w io.Writer, st engine.SyncStatus) {
 	}
 }
 
-func cmdCheck(ctx context.Context, c *cli, args []string) int {
+// ---- explain
+
+type explainCmd struct {
+	Sync string `arg:"" help:"The sync."`
+	ID   string `arg:"" name:"id" help:"The record's source id."`
+}
+
+func (explainCmd) Help() string {
+	return `Is the record in the scope? Behind the bookmark? What does its link row say, and what would a run do with it now? Nothing is written.
+
+Example:
+
+    ferry explain contacts 42`
+}
+
+func (ec *explainCmd) Run(ctx context.Context, c *cli) error {
 	ss, err := c.start(ctx)
 	if err != nil {
-		return c.fail(err)
+		return err
 	}
 	defer ss.close()
-	p, eng := ss.project, ss.eng
-	warnings, err := eng.Check(ctx)
+	ex, err := ss.eng.Explain(ctx, ec.Sync, ec.ID)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "%s, source id %s\n", ex.Sync, ex.SourceID)
+	for _, f := range ex.Findings {
+		fmt.Fprintf(c.stdout, "  - %s\n", f)
+	}
+	if ex.Next != nil {
+		if ex.Next.Decision == engine.DecideUpdate && len(ex.Next.Changes) > 0 {
+			fmt.Fprintf(c.stdout, "  an update would change: %s\n", changesText(ex.Next.Changes))
+		}
+		if ex.Next.Payload != nil {
+			fmt.Fprintf(c.stdout, "  payload it would send: %s\n", compactJSON(ex.Next.Payload))
+		}
+	}
+	return nil
+}
+
+// ---- check
+
+type checkCmd struct {
+	Syncs []string `arg:"" optional:"" name:"sync" help:"Syncs to check; every sync when none is named."`
+}
+
+func (checkCmd) Help() string {
+	return `Against the warehouse: each scope query parses and reads, and has the id, bookmark, mapped and relation columns. Against each target: the connection opens (its secrets are set), answers, and has the objects and fields the syncs write, where its kind can tell. Every problem is reported at once.
+
+Examples:
+
+    ferry check
+    ferry check contacts`
+}
+
+func (cc *checkCmd) Run(ctx context.Context, c *cli) error {
+	ss, err := c.start(ctx)
+	if err != nil {
+		return err
+	}
+	defer ss.close()
+	warnings, err := ss.eng.Check(ctx, cc.Syncs...)
 	for _, w := range warnings {
 		fmt.Fprintf(c.stderr, "ferry: WARNING: %s\n", w)
 	}
 	if err != nil {
-		return c.fail(err)
+		return err
 	}
-	fmt.Fprintf(c.stdout, "%d syncs checked: scope queries, columns, relations and connections are fine\n", len(p.Syncs))
-	return exitOK
-}
-
-// session is what a command that runs syncs holds open: the project, the
-// warehouse, the engine and its script workers.
-type session struct {
-	project *project.Project
-	pool    *pgxpool.Pool
-	eng     *engine.Engine
-	scripts *scripting.Pool
-}
-
-// start loads the project, connects to the warehouse (migrating it) and
-// starts an engine.
-func (c *cli) start(ctx context.Context) (*session, error) {
-	p, pool, err := c.open(ctx)
-	if err != nil {
-		return nil, err
+	n := len(cc.Syncs)
+	if n == 0 {
+		n = len(ss.project.Syncs)
 	}
-	return c.startWith(p, pool)
-}
-
-// startWith starts an engine on a project and warehouse already open.
-func (c *cli) startWith(p *project.Project, pool *pgxpool.Pool) (*session, error) {
-	ttl, err := leaseTTL()
-	if err != nil {
-		pool.Close()
-		return nil, err
-	}
-	scripts, err := scriptPool(p)
-	if err != nil {
-		pool.Close()
-		return nil, err
-	}
-	eng := engine.New(pool, engine.StaticProject(p), engine.Options{Connectors: connectors(), Logger: c.log, ScriptPool: scripts, LeaseTTL: ttl})
-	return &session{project: p, pool: pool, eng: eng, scripts: scripts}, nil
-}
-
-func (ss *session) close() {
-	if ss.scripts != nil {
-		ss.scripts.Close()
-	}
-	ss.pool.Close()
+	fmt.Fprintf(c.stdout, "%d syncs checked: scope queries, columns, relations and targets are fine\n", n)
+	return nil
 }
 
 func compactJSON(v any) string {
@@ -366,75 +479,4 @@ func compactJSON(v any) string {
 		return fmt.Sprint(v)
 	}
 	return string(b)
-}
-
-// cmdExplain answers "my record was not synced (or not updated): why?".
-func cmdExplain(ctx context.Context, c *cli, args []string) int {
-	if len(args) != 2 {
-		return c.fail(usageError{"usage: ferry explain <sync> <source id>"})
-	}
-	ss, err := c.start(ctx)
-	if err != nil {
-		return c.fail(err)
-	}
-	defer ss.close()
-	ex, err := ss.eng.Explain(ctx, args[0], args[1])
-	if err != nil {
-		return c.fail(err)
-	}
-	fmt.Fprintf(c.stdout, "%s, source id %s\n", ex.Sync, ex.SourceID)
-	for _, f := range ex.Findings {
-		fmt.Fprintf(c.stdout, "  - %s\n", f)
-	}
-	if ex.Next != nil && ex.Next.Payload != nil {
-		fmt.Fprintf(c.stdout, "  payload it would send: %s\n", compactJSON(ex.Next.Payload))
-	}
-	return exitOK
-}
-
-// leaseTTLEnv sets how long a run's claim on its sync lasts unrenewed
-// (default 30s): a process paused longer loses the sync to the next run.
-const leaseTTLEnv = "FERRY_LEASE_TTL"
-
-func leaseTTL() (time.Duration, error) {
-	v := os.Getenv(leaseTTLEnv)
-	if v == "" {
-		return 0, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 300*time.Millisecond {
-		return 0, usageError{fmt.Sprintf("%s=%q: give a duration of at least 300ms, like 30s", leaseTTLEnv, v)}
-	}
-	return d, nil
-}
-
-func cmdSetup(ctx context.Context, c *cli, args []string) int {
-	fs := flag.NewFlagSet("setup", flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	role := fs.String("scope-role", "ferry_scope", "the role to create: it may only read the schemas named")
-	schemas := fs.String("schemas", "", "comma-separated schemas scope queries may read, e.g. crm,hubspot")
-	if fs.Parse(args) != nil {
-		return exitUsage
-	}
-	urlEnv := defaultURLEnv
-	if p, err := project.Load(c.projectDir, connectors()); err == nil && p.Warehouse.URLEnv != "" {
-		urlEnv = p.Warehouse.URLEnv
-	}
-	pool, err := c.connectNoMigrate(ctx, urlEnv)
-	if err != nil {
-		return c.fail(err)
-	}
-	defer pool.Close()
-	var names []string
-	for _, n := range strings.Split(*schemas, ",") {
-		if n = strings.TrimSpace(n); n != "" {
-			names = append(names, n)
-		}
-	}
-	if err := engine.SetupScopeRole(ctx, pool, *role, names); err != nil {
-		return c.fail(usageError{err.Error()})
-	}
-	fmt.Fprintf(c.stdout, "role %s can read %s (and link_tables); scope queries run as it once %s says:\n\nwarehouse:\n  scope_role: %s\n",
-		*role, strings.Join(names, ", "), project.ProjectFile, *role)
-	return exitOK
 }

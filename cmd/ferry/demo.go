@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"flag"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,30 +16,59 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ferry-sync/ferry/engine"
+	"github.com/ferry-sync/ferry/engine/connector"
 	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/ferry-sync/ferry/queries"
 	"github.com/ferry-sync/ferry/templates"
 )
 
-// cmdDemo runs the demo project end to end on the local PostgreSQL: two
+// demoCmd runs the demo project end to end on the local PostgreSQL: two
 // fresh databases (a CRM warehouse and an ERP), a first full sync, changes
 // in the CRM, an incremental sync, and the QA queries an analyst would run.
-func cmdDemo(ctx context.Context, c *cli, args []string) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	dir := fs.String("dir", filepath.Join(os.TempDir(), "ferry-demo"), "where to write the demo project's files")
-	prefix := fs.String("db-prefix", "ferry_demo", "name prefix of the two demo databases (recreated on every run)")
-	if fs.Parse(args) != nil {
-		return exitUsage
-	}
+type demoCmd struct {
+	Dir      string `help:"Where to write the demo project's files, replaced on every run (default: ${default})." default:"${demo_dir}" placeholder:"DIR"`
+	DBPrefix string `name:"db-prefix" help:"Name of the demo warehouse database, dropped and recreated; the ERP's is NAME_erp (default: ${default})." env:"FERRY_DEMO_DB" default:"ferry_demo" placeholder:"NAME"`
+}
+
+func (demoCmd) Help() string {
+	return `The demo DROPS and recreates two databases on the server --db (else DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres) points at: ferry_demo and ferry_demo_erp, ending the sessions connected to them (DROP DATABASE ... WITH (FORCE)). Choose other names with --db-prefix NAME or FERRY_DEMO_DB=NAME (then NAME and NAME_erp). It says which databases it drops before it does.
+
+Examples:
+
+    ferry demo
+    ferry demo --db-prefix my_demo --dir ./demo-project
+    FERRY_DEMO_DB=scratch_demo ferry --db postgres://postgres@localhost:5432/postgres demo`
+}
+
+func (d *demoCmd) Run(ctx context.Context, c *cli) error {
 	server := c.dbURL
 	if server == "" {
-		server = envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
+		server = envOr(c.env, "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
 	}
-	if err := demo(ctx, c, server, *dir, *prefix); err != nil {
-		return c.fail(err)
+	if !project.ValidName(d.DBPrefix) {
+		return usageError{fmt.Sprintf("--db-prefix %q: use lower-case letters, digits and _", d.DBPrefix)}
 	}
-	return exitOK
+	return demo(ctx, c, server, d.Dir, d.DBPrefix)
+}
+
+// envOr is the variable key of env, or def when it is not set.
+func envOr(env connector.LookupEnv, key, def string) string {
+	if v, ok := env(key); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// envWith looks names up in vars first, then in env: the demo hands its
+// databases' URLs to the connectors this way, leaving the process
+// environment alone.
+func envWith(env connector.LookupEnv, vars map[string]string) connector.LookupEnv {
+	return func(name string) (string, bool) {
+		if v, ok := vars[name]; ok {
+			return v, true
+		}
+		return env(name)
+	}
 }
 
 func demo(ctx context.Context, c *cli, server, dir, prefix string) error {
@@ -45,7 +76,12 @@ func demo(ctx context.Context, c *cli, server, dir, prefix string) error {
 	step := func(format string, args ...any) { fmt.Fprintf(out, "\n== "+format+"\n", args...) }
 
 	whDB, erpDB := prefix, prefix+"_erp"
+	if err := checkDemoDir(dir); err != nil {
+		return err
+	}
 	step("Setting up: a CRM warehouse (database %s) and an ERP (database %s)", whDB, erpDB)
+	fmt.Fprintf(out, "Dropping and recreating the databases %s and %s on %s, ending their sessions\n(other names: --db-prefix NAME or FERRY_DEMO_DB=NAME), and replacing the folder %s.\n",
+		whDB, erpDB, redactURL(server), dir)
 	whURL, erpURL, err := demoDatabases(ctx, server, whDB, erpDB)
 	if err != nil {
 		return err
@@ -63,8 +99,9 @@ func demo(ctx context.Context, c *cli, server, dir, prefix string) error {
 	if _, err := templates.CopyTo("demo", dir, true); err != nil {
 		return err
 	}
-	os.Setenv("FERRY_DEMO_WAREHOUSE_URL", whURL) //nolint:errcheck // the project files name these variables
-	os.Setenv("FERRY_DEMO_ERP_URL", erpURL)      //nolint:errcheck
+	// The project's files name these variables; the engine's connectors
+	// look them up through c.env.
+	c.env = envWith(c.env, map[string]string{"FERRY_DEMO_WAREHOUSE_URL": whURL, "FERRY_DEMO_ERP_URL": erpURL})
 	fmt.Fprintf(out, "The project's files (ferry.yaml, syncs/*.yaml, syncs/contacts.sql) are in %s\n", dir)
 
 	p, err := project.Load(dir, connectors())
@@ -85,14 +122,11 @@ func demo(ctx context.Context, c *cli, server, dir, prefix string) error {
 	}
 	defer ss.close()
 	eng := ss.eng
-	syncs, err := p.GroupOrder("crm_to_erp")
-	if err != nil {
-		return err
-	}
+	group := engine.Selection{Group: "crm_to_erp"}
 
 	step("Run 1: the first full sync (group crm_to_erp: companies first, then contacts)")
-	if code := c.runSyncs(ctx, eng, syncs, engine.RunOptions{}); code == exitFailed {
-		return fmt.Errorf("the first demo run failed")
+	if err := demoRun(ctx, c, eng, group); err != nil {
+		return fmt.Errorf("the first demo run failed: %w", err)
 	}
 	fmt.Fprintln(out, "Six contacts have no e-mail address: the scope query leaves them out.")
 
@@ -102,8 +136,8 @@ func demo(ctx context.Context, c *cli, server, dir, prefix string) error {
 	}
 
 	step("Run 2: incremental — only rows past the bookmark are read; unchanged ones are skipped by hash")
-	if code := c.runSyncs(ctx, eng, syncs, engine.RunOptions{}); code == exitFailed {
-		return fmt.Errorf("the second demo run failed")
+	if err := demoRun(ctx, c, eng, group); err != nil {
+		return fmt.Errorf("the second demo run failed: %w", err)
 	}
 
 	fmt.Fprintln(out, "Read includes the rows of the last 5 minutes before the bookmark (source.overlap), re-read in case a")
@@ -111,8 +145,8 @@ func demo(ctx context.Context, c *cli, server, dir, prefix string) error {
 	fmt.Fprintln(out, "The 5 re-stamped companies are unchanged too: only the stamp moved, not a mapped field.")
 
 	step("Run 3: nothing new — nothing is written to the ERP")
-	if code := c.runSyncs(ctx, eng, syncs, engine.RunOptions{}); code == exitFailed {
-		return fmt.Errorf("the third demo run failed")
+	if err := demoRun(ctx, c, eng, group); err != nil {
+		return fmt.Errorf("the third demo run failed: %w", err)
 	}
 
 	step("QA: the ERP's tables, loaded back into the warehouse (schema erp_elt) as the ERP's own pipeline would")
@@ -137,6 +171,36 @@ func demo(ctx context.Context, c *cli, server, dir, prefix string) error {
 	fmt.Fprintf(out, "  bin/ferry --project %s plan --full\n", dir)
 	fmt.Fprintf(out, "  psql '%s' -c 'SELECT * FROM link_tables.contacts LIMIT 5'\n", whURL)
 	return nil
+}
+
+// checkDemoDir refuses to let the demo replace a folder that is neither new,
+// empty nor an earlier demo's project.
+func checkDemoDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(entries) == 0) {
+		return nil
+	}
+	if err != nil {
+		return usageError{fmt.Sprintf("--dir %s: %v", dir, err)}
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, project.ProjectFile)); err == nil && bytes.Contains(b, []byte("FERRY_DEMO_WAREHOUSE_URL")) {
+		return nil
+	}
+	return usageError{fmt.Sprintf("--dir %s: the demo replaces this folder, which is not empty and holds no earlier demo: give a new or empty folder", dir)}
+}
+
+// demoRun runs the demo's group; records that fail are part of the story,
+// runs that fail are not.
+func demoRun(ctx context.Context, c *cli, eng *engine.Engine, group engine.Selection) error {
+	err := c.runMany(ctx, eng, group, engine.RunOptions{})
+	var code exitCode
+	if errors.As(err, &code) {
+		if code == exitRecords {
+			return nil
+		}
+		return errors.New("see its error above")
+	}
+	return err
 }
 
 // demoDatabases (re)creates the two demo databases on the server and returns

@@ -154,6 +154,11 @@ func TestDemo(t *testing.T) {
 	})
 	code, out, errOut := ferry(t, "--db", u.String(), "demo", "--dir", t.TempDir(), "--db-prefix", prefix)
 	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, "Dropping and recreating the databases "+prefix+" and "+prefix+"_erp", "it says what it drops before it does")
+	for _, name := range []string{"FERRY_DEMO_WAREHOUSE_URL", "FERRY_DEMO_ERP_URL"} {
+		_, set := os.LookupEnv(name)
+		assert.False(t, set, "the demo hands %s to the engine, not to the process environment", name)
+	}
 	runs := strings.Split(out, "== Run ")
 	require.Len(t, runs, 4, out)
 	assert.Contains(t, runs[1], "companies    succeeded read 40  inserted 40")

@@ -12,18 +12,18 @@ import (
 )
 
 // progress shows a long run's progress: a line rewritten in place on a
-// terminal, a plain log line every few seconds otherwise.
+// terminal, a plain log line every few seconds otherwise. One progress
+// follows the syncs of a RunMany one after the other.
 type progress struct {
 	w        io.Writer
-	sync     string
 	tty      bool
 	last     time.Time
 	shown    bool
 	interval time.Duration
 }
 
-func newProgress(w io.Writer, sync string) *progress {
-	p := &progress{w: w, sync: sync, interval: 10 * time.Second, last: time.Now()}
+func newProgress(w io.Writer) *progress {
+	p := &progress{w: w, interval: 10 * time.Second, last: time.Now()}
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		p.tty, p.interval = true, 200*time.Millisecond
 	}
@@ -36,9 +36,12 @@ func (p *progress) update(pr engine.Progress) {
 	}
 	p.last = time.Now()
 	k := pr.Counts
-	rate := float64(k.Read) / pr.Elapsed.Seconds()
+	rate := 0.0
+	if secs := pr.Elapsed.Seconds(); secs > 0 {
+		rate = float64(k.Read) / secs
+	}
 	line := fmt.Sprintf("%s: %d read, %d written, %d unchanged, %d failed (%.0f records/s)",
-		p.sync, k.Read, k.Inserted+k.Updated, k.Unchanged, k.Failed+k.Invalid, rate)
+		pr.Sync, k.Read, k.Inserted+k.Updated, k.Unchanged, k.Failed+k.Invalid, rate)
 	if p.tty {
 		fmt.Fprintf(p.w, "\r\033[K%s", line)
 		p.shown = true

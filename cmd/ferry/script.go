@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,67 +12,77 @@ import (
 	"github.com/ferry-sync/ferry/scripting"
 )
 
-// cmdScript runs standalone data-sync scripts and the offline tests of
+// scriptCmd runs standalone data-sync scripts and the offline tests of
 // transforms.
-func cmdScript(ctx context.Context, c *cli, args []string) int {
-	if len(args) == 0 {
-		return c.fail(usageError{"usage: ferry script run <file.star> | ferry script test [folder or file …]"})
-	}
-	switch args[0] {
-	case "run":
-		return cmdScriptRun(ctx, c, args[1:])
-	case "test":
-		return cmdScriptTest(ctx, c, args[1:])
-	}
-	return c.fail(usageError{fmt.Sprintf("unknown script command %q: use run or test", args[0])})
+type scriptCmd struct {
+	Run  scriptRunCmd  `cmd:"" help:"Run a data-sync script's main(pq)."`
+	Test scriptTestCmd `cmd:"" help:"Run the *_test.star tests of transforms, offline."`
 }
 
-// cmdScriptRun runs a script's main(pq) against the project's warehouse and
-// connections; its writes keyed by source_id are recorded in link tables,
-// and pq.set_state keeps its state for the next run.
-func cmdScriptRun(ctx context.Context, c *cli, args []string) int {
-	fs := flag.NewFlagSet("script run", flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	name := fs.String("name", "", "the script's name for its state and link tables (default: the file name)")
-	if fs.Parse(args) != nil {
-		return exitUsage
-	}
-	if fs.NArg() != 1 {
-		return c.fail(usageError{"usage: ferry script run [--name N] <file.star>"})
-	}
-	file := fs.Arg(0)
-	src, err := os.ReadFile(file)
+func (scriptCmd) Help() string {
+	return `Scripts are Starlark: transforms beside sync files, tested offline by *_test.star files, and standalone data syncs with a main(pq).
+
+Examples:
+
+    ferry script test
+    ferry script run scripts/cleanup.star`
+}
+
+type scriptRunCmd struct {
+	File string `arg:"" help:"The script (a .star file defining main(pq))." placeholder:"FILE.star"`
+	Name string `help:"The script's name for its state and link tables (default: the file name)." placeholder:"N"`
+}
+
+func (scriptRunCmd) Help() string {
+	return `Its writes keyed by source_id= are recorded in link_tables.script_<name>_<object>, so a rerun never writes twice; pq.set_state keeps its state for the next run.
+
+Examples:
+
+    ferry script run scripts/cleanup.star
+    ferry script run --name nightly_cleanup scripts/cleanup.star`
+}
+
+func (sr *scriptRunCmd) Run(ctx context.Context, c *cli) error {
+	src, err := os.ReadFile(sr.File)
 	if err != nil {
-		return c.fail(usageError{fmt.Sprintf("reading the script: %v", err)})
+		return usageError{fmt.Sprintf("reading the script: %v", err)}
 	}
-	if *name == "" {
-		*name = strings.TrimSuffix(filepath.Base(file), ".star")
+	name := sr.Name
+	if name == "" {
+		name = strings.TrimSuffix(filepath.Base(sr.File), ".star")
 	}
 	ss, err := c.start(ctx)
 	if err != nil {
-		return c.fail(err)
+		return err
 	}
 	defer ss.close()
-	eng := ss.eng
-	printed, err := eng.RunScript(ctx, *name, filepath.Base(file), src, filepath.Dir(file))
+	printed, err := ss.eng.RunScript(ctx, name, filepath.Base(sr.File), src, filepath.Dir(sr.File))
 	for _, line := range printed {
 		fmt.Fprintln(c.stdout, line)
 	}
-	if err != nil {
-		return c.fail(err)
-	}
-	return exitOK
+	return err
 }
 
-// cmdScriptTest runs *_test.star files: tests that call transforms on
-// fixture records and assert on the output, with no target and no warehouse.
-func cmdScriptTest(ctx context.Context, c *cli, args []string) int {
-	dirs := args
+type scriptTestCmd struct {
+	Paths []string `arg:"" optional:"" name:"folder" help:"Folders of *_test.star files (default: the project's syncs folder)."`
+}
+
+func (scriptTestCmd) Help() string {
+	return `Tests call transforms on fixture records and assert on the output. The command fails (exit 1) when a test fails.
+
+Examples:
+
+    ferry script test
+    ferry script test syncs/`
+}
+
+func (st *scriptTestCmd) Run(ctx context.Context, c *cli) error {
+	dirs := st.Paths
 	if len(dirs) == 0 {
 		// Scripts load() relative to their own folder: the syncs folder,
 		// where sync files and their scripts live.
 		dirs = []string{c.projectDir}
-		if st, err := os.Stat(filepath.Join(c.projectDir, "syncs")); err == nil && st.IsDir() {
+		if fi, err := os.Stat(filepath.Join(c.projectDir, "syncs")); err == nil && fi.IsDir() {
 			dirs = []string{filepath.Join(c.projectDir, "syncs")}
 		}
 	}
@@ -81,22 +90,22 @@ func cmdScriptTest(ctx context.Context, c *cli, args []string) int {
 	for _, dir := range dirs {
 		report, err := scripting.RunTests(ctx, dir)
 		if err != nil {
-			return c.fail(err)
+			return err
 		}
 		if _, err := report.WriteTo(c.stdout); err != nil {
-			return c.fail(err)
+			return err
 		}
 		ok = ok && report.OK()
 	}
 	if !ok {
-		return exitFailed
+		return exitCode(exitFailed)
 	}
-	return exitOK
+	return nil
 }
 
 // cmdWorker is the hidden subcommand a script pool starts: it serves
 // script calls on stdin/stdout under the memory limit the parent set.
-func cmdWorker(ctx context.Context, c *cli, _ []string) int {
+func cmdWorker(ctx context.Context, c *cli) int {
 	if err := scripting.ServeWorker(ctx, os.Stdin, os.Stdout); err != nil {
 		fmt.Fprintf(c.stderr, "ferry script worker: %v\n", err)
 		return exitFailed

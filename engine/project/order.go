@@ -1,6 +1,15 @@
 package project
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors a caller can tell apart (an API answers them with 404).
+var (
+	ErrUnknownSync  = errors.New("unknown sync")
+	ErrUnknownGroup = errors.New("unknown group")
+)
 
 // Order returns the named syncs (all syncs when names is empty) in an order
 // where every parent runs before its children; among syncs that do not
@@ -14,7 +23,7 @@ func (p *Project) Order(names []string) ([]*Sync, error) {
 	wanted := map[string]bool{}
 	for _, n := range names {
 		if _, ok := p.Sync(n); !ok {
-			return nil, fmt.Errorf("unknown sync %q", n)
+			return nil, fmt.Errorf("%w %q", ErrUnknownSync, n)
 		}
 		wanted[n] = true
 	}
@@ -44,7 +53,7 @@ func (p *Project) Order(names []string) ([]*Sync, error) {
 func (p *Project) GroupOrder(group string) ([]*Sync, error) {
 	g, ok := p.Groups[group]
 	if !ok {
-		return nil, fmt.Errorf("unknown group %q (groups are defined in %s)", group, ProjectFile)
+		return nil, fmt.Errorf("%w %q (groups are defined in %s)", ErrUnknownGroup, group, ProjectFile)
 	}
 	if !g.KeepOrder {
 		return p.Order(g.Syncs)

@@ -1,6 +1,5 @@
 -- name: RunStart :one
-INSERT INTO ferry.runs (sync, bookmark_before, reconcile)
-VALUES (@sync, sqlc.narg('bookmark_before'), @reconcile)
+INSERT INTO ferry.runs (sync) VALUES (@sync)
 RETURNING id, started_at;
 
 -- name: RunFinish :exec
@@ -17,6 +16,8 @@ UPDATE ferry.runs SET
     target_calls = @target_calls,
     lookups = @lookups,
     caught = @caught,
+    reconcile = @reconcile,
+    bookmark_before = sqlc.narg('bookmark_before'),
     bookmark_after = sqlc.narg('bookmark_after'),
     error = sqlc.narg('error')
 WHERE id = @id;

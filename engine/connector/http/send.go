@@ -73,6 +73,13 @@ func (t *Target) send(ctx context.Context, c *call, rq request) (response, *conn
 				t.pauseFor(wait) // before the probe is released, so that no request slips through
 			}
 		}
+		var authErr *connector.Error
+		if err == nil && (resp.status == http.StatusUnauthorized || resp.status == http.StatusForbidden) {
+			// Stopped before the probe is released, so that no request of the
+			// call follows the one that met the refusal.
+			authErr = t.newError(connector.Auth, resp.status, where+": "+targetMessage(resp.status, resp.body, t.redactor), nil)
+			c.Stop(authErr)
+		}
 		if probing {
 			<-t.probe
 		}
@@ -114,10 +121,8 @@ func (t *Target) send(ctx context.Context, c *call, rq request) (response, *conn
 		switch {
 		case status >= 200 && status < 300:
 			return resp, nil, true
-		case status == http.StatusUnauthorized || status == http.StatusForbidden:
-			e := classified(connector.Auth)
-			c.Stop(e)
-			return resp, e, true
+		case authErr != nil:
+			return resp, authErr, true
 		case status == http.StatusTooManyRequests:
 			if wait > t.s.maxRetryAfter || !retriesLeft {
 				e := classified(connector.RateLimited)
