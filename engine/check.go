@@ -79,11 +79,9 @@ func (e *Engine) checkTarget(ctx context.Context, p *project.Project, targets ma
 		}
 		targets[conn] = t
 	}
-	if len(use.Fields) > 0 || use.Lookup || use.Object != "" {
-		if c, ok := t.(connector.Checker); ok {
-			if err := c.Check(ctx, use); err != nil {
-				return fmt.Errorf("connection %s: %w", conn, err)
-			}
+	if c, ok := t.(connector.Checker); ok {
+		if err := c.Check(ctx, use); err != nil {
+			return fmt.Errorf("connection %s: %w", conn, err)
 		}
 	}
 	return nil

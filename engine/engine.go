@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ferry-sync/ferry/engine/connector"
@@ -48,6 +49,7 @@ type Engine struct {
 	isolation scripting.Isolation
 	holder    string
 	leaseTTL  time.Duration
+	onRequest func(connection string, status int, took time.Duration)
 	// redact holds the secrets of every connection opened: they are removed
 	// from everything the engine stores or returns (a target may echo its
 	// credentials in an error body).
@@ -72,6 +74,9 @@ type Options struct {
 	// memory fails its record, never Ferry) or "none" (in-process: faster,
 	// for tests and trusted scripts).
 	ScriptIsolation scripting.Isolation
+	// OnRequest, when set, is told of every request a run's target makes,
+	// with the connection's name (a server's metrics).
+	OnRequest func(connection string, status int, took time.Duration)
 	// LeaseTTL is how long a run's claim on its sync lasts without renewal
 	// (renewed every third of it): a run paused for longer loses the sync
 	// to the next run and writes nothing more. Default 30s.
@@ -88,7 +93,7 @@ func New(db *pgxpool.Pool, projects Projects, opts Options) *Engine {
 		opts.Logger = slog.Default()
 	}
 	return &Engine{db: db, q: queries.New(db), projects: projects, open: opts.Open, log: opts.Logger, pool: opts.ScriptPool,
-		isolation: opts.ScriptIsolation, holder: lease.Holder(), leaseTTL: opts.LeaseTTL, redact: connector.NewRedactor()}
+		isolation: opts.ScriptIsolation, holder: lease.Holder(), leaseTTL: opts.LeaseTTL, onRequest: opts.OnRequest, redact: connector.NewRedactor()}
 }
 
 // registryOpener opens targets through the registered kinds; a connection
@@ -183,11 +188,12 @@ func (e *BusyError) Error() string {
 func (e *BusyError) Is(target error) bool { return target == ErrBusy }
 
 // claim takes the lease called name (one run at a time across processes)
-// and keeps it renewed. The returned context ends when the lease is lost,
-// and it gates every write to a target on the lease. Call release when the
-// run is done.
-func (e *Engine) claim(ctx context.Context, what, name string) (context.Context, *lease.Lease, error) {
-	l, err := lease.Acquire(ctx, e.db, name, e.holder, e.leaseTTL)
+// and keeps it renewed; onClaim (see lease.Acquire) records the run in the
+// same transaction. The returned context ends when the lease is lost, and
+// it gates every write to a target on the lease. Release it when the run is
+// done.
+func (e *Engine) claim(ctx context.Context, what, name string, onClaim func(context.Context, pgx.Tx) (int64, error)) (context.Context, *lease.Lease, error) {
+	l, err := lease.Acquire(ctx, e.db, name, e.holder, e.leaseTTL, onClaim)
 	var held *lease.HeldError
 	if errors.As(err, &held) {
 		return nil, nil, &BusyError{What: what, RunID: held.RunID, Holder: held.Holder}

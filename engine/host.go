@@ -334,18 +334,86 @@ func (h *host) Log(msg string) {
 
 // RunScript runs a standalone data-sync script (def main(pq)) and returns
 // what it printed. name keys its state and link tables; file names it in
-// error messages. One run at a time per script, across processes.
+// error messages. One run at a time per script, across processes; the run
+// is recorded in ferry.runs as sync "script:<name>", with what it printed
+// as its log.
 func (e *Engine) RunScript(ctx context.Context, name, file string, src []byte, loadDir string) ([]string, error) {
-	what := "script " + name
-	ctx, l, err := e.claim(ctx, what, "script:"+name)
+	runCtx, sr, err := e.beginScript(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	defer l.Release(ctx)
+	return sr.run(runCtx, file, src, loadDir)
+}
 
+// StartScript is RunScript in the background, like Start.
+func (e *Engine) StartScript(ctx context.Context, name, file string, src []byte, loadDir string) (*Started, error) {
+	runCtx, sr, err := e.beginScript(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	st := &Started{RunID: sr.runID, done: make(chan struct{})}
+	go func() {
+		defer close(st.done)
+		printed, err := sr.run(runCtx, file, src, loadDir)
+		st.res = &RunResult{RunID: sr.runID, Sync: "script:" + name, Status: RunSucceeded, Err: err}
+		if err != nil {
+			st.res.Status, st.res.Error = RunFailed, err.Error()
+		}
+		st.res.Counts.Read = int64(len(printed))
+		st.err = err
+	}()
+	return st, nil
+}
+
+// scriptRun is one run of a standalone script.
+type scriptRun struct {
+	e     *Engine
+	name  string
+	lease *lease.Lease
+	runID int64
+}
+
+// beginScript claims a script and records its run.
+func (e *Engine) beginScript(ctx context.Context, name string) (context.Context, *scriptRun, error) {
+	what := "script " + name
+	var runID int64
+	ctx, l, err := e.claim(ctx, what, "script:"+name, func(ctx context.Context, tx pgx.Tx) (int64, error) {
+		row, err := e.q.WithTx(tx).RunStart(ctx, "script:"+name)
+		if err != nil {
+			return 0, fmt.Errorf("%s: recording the run: %w", what, err)
+		}
+		runID = row.ID
+		return row.ID, nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return ctx, &scriptRun{e: e, name: name, lease: l, runID: runID}, nil
+}
+
+func (sr *scriptRun) run(ctx context.Context, file string, src []byte, loadDir string) (printed []string, err error) {
+	e, name, what := sr.e, sr.name, "script "+sr.name
+	defer sr.lease.Release(ctx)
+	defer func() {
+		status, msg := RunSucceeded, (*string)(nil)
+		if err != nil {
+			text := e.redact.Redact(err.Error())
+			status, msg = RunFailed, &text
+		}
+		fin := context.WithoutCancel(ctx)
+		for i, line := range printed {
+			if i == maxRunErrors {
+				break
+			}
+			_ = e.q.RunErrorAdd(fin, queries.RunErrorAddParams{RunID: sr.runID, Class: "print", Message: e.redact.Redact(line)})
+		}
+		if ferr := e.q.RunFinishScript(fin, queries.RunFinishScriptParams{ID: sr.runID, Status: string(status), Error: msg}); ferr != nil {
+			e.log.Error("recording the end of a script run", "script", name, "err", ferr)
+		}
+	}()
 	script, err := scripting.Compile(ctx, file, src, scripting.Options{Entry: "main", LoadDir: loadDir, Isolation: e.isolation, Pool: e.pool})
 	if err != nil {
-		return nil, fmt.Errorf("script %s: %w", name, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer script.Close()
 	p, err := e.Project(ctx)
@@ -353,11 +421,11 @@ func (e *Engine) RunScript(ctx context.Context, name, file string, src []byte, l
 		return nil, err
 	}
 	h := newHost(e, p, nil, name)
-	h.lease = l
+	h.lease = sr.lease
 	defer h.close()
-	printed, err := script.RunMain(ctx, h)
+	printed, err = script.RunMain(ctx, h)
 	if err != nil {
-		return printed, lostClaim(ctx, what, fmt.Errorf("script %s: %w", name, err))
+		return printed, lostClaim(ctx, what, fmt.Errorf("%s: %w", what, err))
 	}
 	return printed, nil
 }

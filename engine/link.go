@@ -145,7 +145,7 @@ WHERE NOT EXISTS (SELECT 1 FROM %s l WHERE l.source_id::text = (s.%s)::text AND 
 	if dryRun || len(sources) == 0 {
 		return rep, nil
 	}
-	ctx, l, err := e.claim(ctx, "sync "+s.Name, "sync:"+s.Name)
+	ctx, l, err := e.claim(ctx, "sync "+s.Name, "sync:"+s.Name, nil)
 	if err != nil {
 		return nil, err
 	}

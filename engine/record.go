@@ -72,8 +72,10 @@ func (r *runner) startRecorder(ctx context.Context) *recorder {
 }
 
 // recorderQueue is how many outcomes (chunks and pages) may wait for the
-// recorder, and how many it commits together at most.
-const recorderQueue = 64
+// recorder, and so how many it commits together at most. It is small: a
+// writer faster than the warehouse waits for it, so memory holds a few
+// pages, not a run.
+const recorderQueue = 4
 
 // merge joins outcomes into one, in order: the bookmark is the last one's.
 func merge(outs []*pageOutcome) *pageOutcome {

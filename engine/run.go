@@ -298,26 +298,28 @@ func (r *runner) begin(ctx context.Context) (context.Context, error) {
 		return ctx, nil
 	}
 	s := r.s
-	ctx, l, err := r.e.claim(ctx, "sync "+s.Name, "sync:"+s.Name)
+	interrupted := int64(0)
+	ctx, l, err := r.e.claim(ctx, "sync "+s.Name, "sync:"+s.Name, func(ctx context.Context, tx pgx.Tx) (int64, error) {
+		q := r.e.q.WithTx(tx)
+		// This run holds the sync's claim, so no other run of it is alive.
+		n, err := q.RunCloseInterrupted(ctx, s.Name)
+		if err != nil {
+			return 0, fmt.Errorf("sync %s: closing interrupted runs: %w", s.Name, err)
+		}
+		interrupted = n
+		row, err := q.RunStart(ctx, s.Name)
+		if err != nil {
+			return 0, fmt.Errorf("sync %s: recording the run: %w", s.Name, err)
+		}
+		r.runID, r.res.RunID, r.startedAt = row.ID, row.ID, row.StartedAt
+		return row.ID, nil
+	})
 	if err != nil {
 		return nil, err
 	}
 	r.lease = l
-	// This run holds the sync's claim, so no other run of it is alive.
-	if n, err := r.e.q.RunCloseInterrupted(ctx, s.Name); err != nil {
-		l.Release(ctx)
-		return nil, fmt.Errorf("sync %s: closing interrupted runs: %w", s.Name, err)
-	} else if n > 0 {
-		r.e.log.Warn("an earlier run of this sync was interrupted; marked failed", "sync", s.Name, "runs", n)
-	}
-	row, err := r.e.q.RunStart(ctx, s.Name)
-	if err != nil {
-		l.Release(ctx)
-		return nil, fmt.Errorf("sync %s: recording the run: %w", s.Name, err)
-	}
-	r.runID, r.res.RunID, r.startedAt = row.ID, row.ID, row.StartedAt
-	if err := l.SetRun(ctx, row.ID); err != nil {
-		r.e.log.Warn("recording the run on its lease", "sync", s.Name, "err", err)
+	if interrupted > 0 {
+		r.e.log.Warn("an earlier run of this sync was interrupted; marked failed", "sync", s.Name, "runs", interrupted)
 	}
 	return ctx, nil
 }
@@ -326,6 +328,10 @@ func (r *runner) begin(ctx context.Context) (context.Context, error) {
 // finishes the run row and gives the claim up, whatever happened.
 func (r *runner) body(ctx context.Context) (runErr error) {
 	s := r.s
+	if on := r.e.onRequest; on != nil {
+		conn := s.Target.Connection
+		ctx = connector.WithObserver(ctx, func(status int, took time.Duration) { on(conn, status, took) })
+	}
 	writes := !r.opts.DryRun
 	if writes {
 		what := "sync " + s.Name
@@ -378,8 +384,28 @@ func (r *runner) body(ctx context.Context) (runErr error) {
 	if err == nil && writes && r.res.Status != RunStopped {
 		err = r.noteWholeRead(ctx)
 	}
+	if err == nil && writes {
+		r.analyzeLinks(ctx)
+	}
 	return err
 }
+
+// analyzeLinks refreshes the planner's statistics of the link table after
+// a run that wrote many rows: the next run's read joins it, and a planner
+// that still believes it empty scans all of it to join a few rows.
+func (r *runner) analyzeLinks(ctx context.Context) {
+	c := r.counts()
+	if c.Inserted+c.Updated < analyzeAfter || r.lt == nil {
+		return
+	}
+	if _, err := r.e.db.Exec(ctx, "ANALYZE "+r.lt.Ident); err != nil {
+		r.e.log.Warn("refreshing the link table's statistics", "sync", r.s.Name, "err", err)
+	}
+}
+
+// analyzeAfter is how many rows a run writes before it refreshes its link
+// table's statistics.
+const analyzeAfter = 10_000
 
 // noteWholeRead remembers, after a run that read the whole scope of an
 // incremental sync, when that read started: the next reconciling read is

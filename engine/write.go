@@ -71,7 +71,7 @@ func (r *runner) write(ctx context.Context, items []*item) (*pageOutcome, error)
 func (r *runner) send(ctx context.Context, todo []*item) error {
 	size := len(todo)
 	if p, ok := r.target.(connector.Pacer); ok {
-		size = max(2*p.InFlight(), 16)
+		size = max(4*p.InFlight(), 100)
 	}
 	var flying []*chunk
 	var stop error

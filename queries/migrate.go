@@ -195,3 +195,21 @@ func migrate(ctx context.Context, conn interface {
 	}
 	return n, nil
 }
+
+// CheckMigrated reports whether the database has every migration this
+// binary knows (readiness: a server must not serve a schema it expects but
+// that is not there yet).
+func CheckMigrated(ctx context.Context, db DBTX) error {
+	ms, err := Migrations()
+	if err != nil {
+		return err
+	}
+	var applied int
+	if err := db.QueryRow(ctx, "SELECT count(*) FROM ferry.schema_migrations").Scan(&applied); err != nil {
+		return fmt.Errorf("reading applied migrations: %w", err)
+	}
+	if applied < len(ms) {
+		return fmt.Errorf("the warehouse has %d of %d migrations applied: run ferry migrate", applied, len(ms))
+	}
+	return nil
+}

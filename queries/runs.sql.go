@@ -86,6 +86,46 @@ func (q *Queries) RunErrorList(ctx context.Context, arg RunErrorListParams) ([]F
 	return items, nil
 }
 
+const runErrorsBySource = `-- name: RunErrorsBySource :many
+SELECT e.id, e.run_id, e.source_id, e.class, e.message, e.created_at FROM ferry.run_errors e JOIN ferry.runs r ON r.id = e.run_id
+WHERE r.sync = $1 AND e.source_id = $2
+ORDER BY e.id DESC LIMIT $3
+`
+
+type RunErrorsBySourceParams struct {
+	Sync     string  `json:"sync"`
+	SourceID *string `json:"source_id"`
+	MaxRows  int32   `json:"max_rows"`
+}
+
+// What runs of a sync noted about one record, newest first.
+func (q *Queries) RunErrorsBySource(ctx context.Context, arg RunErrorsBySourceParams) ([]FerryRunError, error) {
+	rows, err := q.db.Query(ctx, runErrorsBySource, arg.Sync, arg.SourceID, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []FerryRunError{}
+	for rows.Next() {
+		var i FerryRunError
+		if err := rows.Scan(
+			&i.ID,
+			&i.RunID,
+			&i.SourceID,
+			&i.Class,
+			&i.Message,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const runFinish = `-- name: RunFinish :exec
 UPDATE ferry.runs SET
     status = $1,
@@ -148,6 +188,21 @@ func (q *Queries) RunFinish(ctx context.Context, arg RunFinishParams) error {
 	return err
 }
 
+const runFinishScript = `-- name: RunFinishScript :exec
+UPDATE ferry.runs SET status = $1, finished_at = now(), error = $2 WHERE id = $3
+`
+
+type RunFinishScriptParams struct {
+	Status string  `json:"status"`
+	Error  *string `json:"error"`
+	ID     int64   `json:"id"`
+}
+
+func (q *Queries) RunFinishScript(ctx context.Context, arg RunFinishScriptParams) error {
+	_, err := q.db.Exec(ctx, runFinishScript, arg.Status, arg.Error, arg.ID)
+	return err
+}
+
 const runGet = `-- name: RunGet :one
 SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught FROM ferry.runs WHERE id = $1
 `
@@ -177,6 +232,68 @@ func (q *Queries) RunGet(ctx context.Context, id int64) (FerryRun, error) {
 		&i.Caught,
 	)
 	return i, err
+}
+
+const runList = `-- name: RunList :many
+SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught FROM ferry.runs
+WHERE ($1::text = '' OR sync = $1)
+  AND ($2::text = '' OR status = $2)
+  AND ($3::bigint = 0 OR id < $3)
+ORDER BY id DESC LIMIT $4
+`
+
+type RunListParams struct {
+	Sync     string `json:"sync"`
+	Status   string `json:"status"`
+	BeforeID int64  `json:"before_id"`
+	MaxRows  int32  `json:"max_rows"`
+}
+
+// Runs newest first, filtered by sync and status ("" for all), before a
+// run id (0 for the newest): a page of a keyset cursor.
+func (q *Queries) RunList(ctx context.Context, arg RunListParams) ([]FerryRun, error) {
+	rows, err := q.db.Query(ctx, runList,
+		arg.Sync,
+		arg.Status,
+		arg.BeforeID,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []FerryRun{}
+	for rows.Next() {
+		var i FerryRun
+		if err := rows.Scan(
+			&i.ID,
+			&i.Sync,
+			&i.Status,
+			&i.StartedAt,
+			&i.FinishedAt,
+			&i.Read,
+			&i.Inserted,
+			&i.Updated,
+			&i.Unchanged,
+			&i.Skipped,
+			&i.Invalid,
+			&i.Failed,
+			&i.TargetCalls,
+			&i.BookmarkBefore,
+			&i.BookmarkAfter,
+			&i.Error,
+			&i.Lookups,
+			&i.Reconcile,
+			&i.Caught,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const runListBySync = `-- name: RunListBySync :many

@@ -32,8 +32,8 @@ import (
 // matter here: nothing runs.
 func Check(name string, src []byte, opts Options) error {
 	opts = opts.withDefaults()
-	if opts.Entry != EntryTransform && opts.Entry != EntryMain {
-		return fmt.Errorf("check %s: unknown entry %q (want %q or %q)", name, opts.Entry, EntryTransform, EntryMain)
+	if opts.Entry != EntryTransform && opts.Entry != EntryMain && opts.Entry != EntryLibrary {
+		return fmt.Errorf("check %s: unknown entry %q (want %q, %q or %q)", name, opts.Entry, EntryTransform, EntryMain, EntryLibrary)
 	}
 	// collectSources parses every file the script loads, directly or not,
 	// with the load() rules Compile applies, and reads nothing else.
@@ -43,6 +43,9 @@ func Check(name string, src []byte, opts Options) error {
 	}
 	predeclared := stdlib()
 	entry := opts.Entry
+	if entry == EntryLibrary {
+		entry = ""
+	}
 	if isTestFile(name) {
 		maps.Copy(predeclared, testHelpers())
 		entry = ""

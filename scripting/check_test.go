@@ -342,5 +342,13 @@ func TestCheckTemplates(t *testing.T) {
 func TestCheckUnknownEntry(t *testing.T) {
 	t.Parallel()
 	err := Check("contacts.star", []byte(goodTransform), Options{Entry: "handler"})
-	require.EqualError(t, err, `check contacts.star: unknown entry "handler" (want "transform" or "main")`)
+	require.EqualError(t, err, `check contacts.star: unknown entry "handler" (want "transform", "main" or "library")`)
+}
+
+// A library (a file other scripts load) is checked without an entry.
+func TestCheckLibrary(t *testing.T) {
+	t.Parallel()
+	require.NoError(t, Check("helpers.star", []byte("def full_name(r):\n    return r[\"first\"] + \" \" + r[\"last\"]\n"), Options{Entry: EntryLibrary}))
+	err := Check("helpers.star", []byte("def f(:\n"), Options{Entry: EntryLibrary})
+	require.ErrorContains(t, err, "helpers.star:1:")
 }

@@ -20,6 +20,7 @@ const (
 const (
 	EntryTransform = "transform" // def transform(source_record, target_record, pq, target_id=None)
 	EntryMain      = "main"      // def main(pq), a standalone data-sync script
+	EntryLibrary   = "library"   // no entry function: a file other scripts load() (Check only)
 )
 
 // Defaults for Options fields left zero.

@@ -141,6 +141,13 @@ type ChangeSet struct {
 // error (errors.Join of *project.ConfigError) says why. A dry run checks and
 // reports without writing. actor and reason go to the history.
 func (s *Store) Change(ctx context.Context, changes map[string][]byte, actor, reason string, dryRun bool) (*ChangeSet, error) {
+	return s.ChangeChecked(ctx, changes, actor, reason, dryRun, nil)
+}
+
+// ChangeChecked is Change with one more check: check (when not nil) gets
+// the folder the change makes, written out, and may refuse it (a script
+// that loads, a library no sync names).
+func (s *Store) ChangeChecked(ctx context.Context, changes map[string][]byte, actor, reason string, dryRun bool, check func(dir string) error) (*ChangeSet, error) {
 	for p := range changes {
 		if err := checkPath(p); err != nil {
 			return nil, err
@@ -173,8 +180,14 @@ func (s *Store) Change(ctx context.Context, changes map[string][]byte, actor, re
 		if len(cs.Files) == 0 {
 			return errNoChange
 		}
-		if _, err := s.load(version, after); err != nil {
+		p, err := s.load(version, after)
+		if err != nil {
 			return err
+		}
+		if check != nil && p.Dir != "" {
+			if err := check(p.Dir); err != nil {
+				return err
+			}
 		}
 		if dryRun {
 			return errNoChange
@@ -296,6 +309,9 @@ func diff(before, after map[string][]byte) []FileChange {
 	}
 	return out
 }
+
+// Diff is a unified diff of one file's change (nil: absent).
+func Diff(name string, before, after []byte) string { return unified(name, before, after) }
 
 func unified(name string, a, b []byte) string {
 	text, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{

@@ -31,6 +31,11 @@ type CLI struct {
 	Migrate    migrateCmd `cmd:"" help:"Create or upgrade Ferry's state schema in the warehouse."`
 	Script     scriptCmd  `cmd:"" help:"Run data-sync scripts and the tests of transforms."`
 	Demo       demoCmd    `cmd:"" help:"Sync a demo CRM into a demo ERP, change it, sync again."`
+	Serve      serveCmd   `cmd:"" help:"Run the REST API on the configuration stored in the warehouse."`
+	Import     importCmd  `cmd:"" help:"Make a server's stored configuration a project folder's files (diff first)."`
+	Export     exportCmd  `cmd:"" help:"Write a server's stored configuration into a project folder."`
+	Token      tokenCmd   `cmd:"" help:"Create, list and revoke API tokens."`
+	Secrets    secretsCmd `cmd:"" help:"Store, list and rotate the secrets connections name."`
 	VersionCmd versionCmd `cmd:"" name:"version" help:"Print the version."`
 	Help       helpCmd    `cmd:"" help:"Show the help of ferry or of a command."`
 }

@@ -154,7 +154,7 @@ type Pacer interface {
 
 // Use is what a sync needs of an object on a target: the fields it writes
 // (nil: not known, as with a transform) and whether it looks records up
-// (match_on).
+// (match_on). An empty Object asks only whether the target answers.
 type Use struct {
 	Object string
 	Fields []string

@@ -1,6 +1,9 @@
 package connector
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 type gateKey struct{}
 
@@ -20,4 +23,23 @@ func CheckGate(ctx context.Context) error {
 		return gate()
 	}
 	return nil
+}
+
+type observerKey struct{}
+
+// Observer is told of every request a target makes: its HTTP status (0 for
+// none, as for a network error) and how long it took.
+type Observer func(status int, took time.Duration)
+
+// WithObserver returns a context whose targets report their requests to
+// observe (the server's metrics).
+func WithObserver(ctx context.Context, observe Observer) context.Context {
+	return context.WithValue(ctx, observerKey{}, observe)
+}
+
+// Observe reports a request to ctx's observer, if it has one.
+func Observe(ctx context.Context, status int, took time.Duration) {
+	if o, ok := ctx.Value(observerKey{}).(Observer); ok {
+		o(status, took)
+	}
 }

@@ -43,3 +43,21 @@ UPDATE ferry.runs SET
     finished_at = now(),
     error = 'interrupted: the process running it stopped before it finished (records it wrote were recorded or marked pending)'
 WHERE sync = @sync AND status = 'running';
+
+-- name: RunList :many
+-- Runs newest first, filtered by sync and status ("" for all), before a
+-- run id (0 for the newest): a page of a keyset cursor.
+SELECT * FROM ferry.runs
+WHERE (@sync::text = '' OR sync = @sync)
+  AND (@status::text = '' OR status = @status)
+  AND (@before_id::bigint = 0 OR id < @before_id)
+ORDER BY id DESC LIMIT @max_rows;
+
+-- name: RunErrorsBySource :many
+-- What runs of a sync noted about one record, newest first.
+SELECT e.* FROM ferry.run_errors e JOIN ferry.runs r ON r.id = e.run_id
+WHERE r.sync = @sync AND e.source_id = @source_id
+ORDER BY e.id DESC LIMIT @max_rows;
+
+-- name: RunFinishScript :exec
+UPDATE ferry.runs SET status = @status, finished_at = now(), error = sqlc.narg('error') WHERE id = @id;

@@ -60,7 +60,9 @@ func (t *Target) send(ctx context.Context, c *call, rq request) (response, *conn
 			}
 			return response{}, nil, false
 		}
+		began := time.Now()
 		resp, sent, err := t.roundTrip(ctx, c, rq)
+		connector.Observe(ctx, resp.status, time.Since(began))
 		t.learn(resp.status, err)
 		var wait time.Duration // for a 429: how long the connection pauses
 		if err == nil && resp.status == http.StatusTooManyRequests {

@@ -12,6 +12,9 @@ import (
 // Check verifies that the object's table exists and has the fields as
 // columns (connector.Checker). Reaching the database was checked by New.
 func (t *Target) Check(ctx context.Context, use connector.Use) error {
+	if use.Object == "" {
+		return nil // New connected already
+	}
 	tbl, err := t.table(ctx, use.Object, true)
 	if err != nil {
 		return t.redactor.RedactError(err)

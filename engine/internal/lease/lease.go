@@ -108,7 +108,12 @@ type Lease struct {
 
 // Acquire takes the lease called name for holder, or returns a *HeldError
 // when a live holder has it. Acquire does not renew it: call Keep.
-func Acquire(ctx context.Context, db *pgxpool.Pool, name, holder string, ttl time.Duration) (*Lease, error) {
+//
+// onClaim, when not nil, runs in the transaction that takes the lease and
+// returns the id of the run that holds it (recorded on the lease): a
+// process that finds the lease held then always learns which run holds it,
+// since its own attempt waits for that transaction.
+func Acquire(ctx context.Context, db *pgxpool.Pool, name, holder string, ttl time.Duration, onClaim func(context.Context, pgx.Tx) (int64, error)) (*Lease, error) {
 	if ttl <= 0 {
 		ttl = DefaultTTL
 	}
@@ -116,30 +121,57 @@ func Acquire(ctx context.Context, db *pgxpool.Pool, name, holder string, ttl tim
 	// The claim cannot end before the database's now() + ttl, and that now()
 	// is later than this moment: counting from here is on the safe side.
 	asked := time.Now()
-	row, err := q.LeaseAcquire(ctx, queries.LeaseAcquireParams{Name: name, Holder: holder, TtlSeconds: ttl.Seconds()})
-	if errors.Is(err, pgx.ErrNoRows) {
-		cur, gerr := q.LeaseGet(ctx, name)
-		if gerr != nil {
-			return nil, fmt.Errorf("lease %s is held, and reading who holds it failed: %w", name, gerr)
-		}
-		if !holderGone(cur.Holder) {
-			return nil, &HeldError{Name: name, Holder: cur.Holder, RunID: ptrOr(cur.RunID), ExpiresIn: cur.ExpiresAt.Sub(cur.DbNow)}
-		}
-		// Its holder died (kill -9, a crash) on this machine: take it over
-		// from exactly that holder, at once.
-		took, err := q.LeaseTakeOver(ctx, queries.LeaseTakeOverParams{Name: name, Holder: holder, Epoch: cur.Epoch, TtlSeconds: ttl.Seconds()})
+	var epoch int64
+	var cur queries.LeaseGetRow
+	held := false
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		qt := q.WithTx(tx)
+		row, err := qt.LeaseAcquire(ctx, queries.LeaseAcquireParams{Name: name, Holder: holder, TtlSeconds: ttl.Seconds()})
 		if errors.Is(err, pgx.ErrNoRows) {
-			return Acquire(ctx, db, name, holder, ttl) // someone else was quicker: look again
+			if cur, err = qt.LeaseGet(ctx, name); err != nil {
+				return fmt.Errorf("lease %s is held, and reading who holds it failed: %w", name, err)
+			}
+			if !holderGone(cur.Holder) {
+				held = true
+				return nil
+			}
+			// Its holder died (kill -9, a crash) on this machine: take it
+			// over from exactly that holder, at once.
+			took, err := qt.LeaseTakeOver(ctx, queries.LeaseTakeOverParams{Name: name, Holder: holder, Epoch: cur.Epoch, TtlSeconds: ttl.Seconds()})
+			if errors.Is(err, pgx.ErrNoRows) {
+				held = true // someone else was quicker
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("taking over lease %s from a dead process: %w", name, err)
+			}
+			row.Epoch = took.Epoch
+		} else if err != nil {
+			return fmt.Errorf("taking lease %s: %w", name, err)
 		}
+		epoch = row.Epoch
+		if onClaim == nil {
+			return nil
+		}
+		runID, err := onClaim(ctx, tx)
 		if err != nil {
-			return nil, fmt.Errorf("taking over lease %s from a dead process: %w", name, err)
+			return err
 		}
-		return &Lease{db: db, q: q, name: name, holder: holder, epoch: took.Epoch, ttl: ttl, validUntil: asked.Add(ttl)}, nil
-	}
+		_, err = qt.LeaseSetRun(ctx, queries.LeaseSetRunParams{Name: name, Epoch: epoch, RunID: &runID})
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("taking lease %s: %w", name, err)
+		return nil, err
 	}
-	return &Lease{db: db, q: q, name: name, holder: holder, epoch: row.Epoch, ttl: ttl, validUntil: asked.Add(ttl)}, nil
+	if held {
+		if cur.Name == "" { // taken over by another: read who
+			if cur, err = q.LeaseGet(ctx, name); err != nil {
+				return nil, fmt.Errorf("lease %s is held, and reading who holds it failed: %w", name, err)
+			}
+		}
+		return nil, &HeldError{Name: name, Holder: cur.Holder, RunID: ptrOr(cur.RunID), ExpiresIn: cur.ExpiresAt.Sub(cur.DbNow)}
+	}
+	return &Lease{db: db, q: q, name: name, holder: holder, epoch: epoch, ttl: ttl, validUntil: asked.Add(ttl)}, nil
 }
 
 func ptrOr(p *int64) int64 {
@@ -248,15 +280,6 @@ func (l *Lease) Fence(ctx context.Context, tx pgx.Tx) error {
 	}
 	if err != nil {
 		return fmt.Errorf("checking lease %s: %w", l.name, err)
-	}
-	return nil
-}
-
-// SetRun records which run holds the lease, for the message another
-// process gets when it finds the sync busy.
-func (l *Lease) SetRun(ctx context.Context, runID int64) error {
-	if _, err := l.q.LeaseSetRun(ctx, queries.LeaseSetRunParams{Name: l.name, Epoch: l.epoch, RunID: &runID}); err != nil {
-		return fmt.Errorf("recording the run on lease %s: %w", l.name, err)
 	}
 	return nil
 }

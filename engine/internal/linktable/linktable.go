@@ -82,9 +82,10 @@ func Open(ctx context.Context, db dbtx, sync string) (*Table, error) {
 	err := db.QueryRow(ctx, `
 		SELECT format_type(s.atttypid, s.atttypmod), format_type(t.atttypid, t.atttypmod),
 		       EXISTS (SELECT 1 FROM pg_attribute r WHERE r.attrelid = s.attrelid AND r.attname = 'row_hash' AND NOT r.attisdropped)
+		       AND EXISTS (SELECT 1 FROM pg_class i WHERE i.relname = $2 AND i.relnamespace = $3::regnamespace)
 		FROM pg_attribute s JOIN pg_attribute t ON t.attrelid = s.attrelid
 		WHERE s.attrelid = to_regclass($1) AND s.attname = 'source_id' AND t.attname = 'target_id'`,
-		pgx.Identifier{Schema, sync}.Sanitize()).Scan(&src, &tgt, &upToDate)
+		pgx.Identifier{Schema, sync}.Sanitize(), todoIndex(sync), Schema).Scan(&src, &tgt, &upToDate)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -101,10 +102,13 @@ func Open(ctx context.Context, db dbtx, sync string) (*Table, error) {
 func Ensure(ctx context.Context, db dbtx, sync, sourceType, targetType string) (*Table, error) {
 	if lt, err := Open(ctx, db, sync); err != nil || lt != nil {
 		if lt != nil && !lt.upToDate {
-			// A link table made by an earlier version gets the columns added
-			// since (a catalog change only: no row is rewritten). Only then:
-			// ALTER TABLE waits for every reader of the table.
-			if _, err := db.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS row_hash text`, lt.Ident)); err != nil {
+			// A link table made by an earlier version gets the columns and
+			// indexes added since (catalog changes and one index build: no
+			// row is rewritten). Only then: ALTER TABLE waits for every
+			// reader of the table.
+			if _, err := db.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS row_hash text;
+CREATE INDEX IF NOT EXISTS %s ON %s (status) WHERE status IN ('error', 'pending', 'matched')`,
+				lt.Ident, sqlident.Ident(todoIndex(sync)), lt.Ident)); err != nil {
 				return nil, fmt.Errorf("upgrading link table %s: %w", lt.Ident, err)
 			}
 		}
@@ -131,11 +135,11 @@ CREATE TABLE IF NOT EXISTS %[2]s (
     last_synced_at  timestamptz,
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS %[5]s ON %[2]s (status) WHERE status IN ('error', 'pending');
+CREATE INDEX IF NOT EXISTS %[5]s ON %[2]s (status) WHERE status IN ('error', 'pending', 'matched');
 CREATE INDEX IF NOT EXISTS %[6]s ON %[2]s (target_id);
 COMMENT ON TABLE %[2]s IS %[7]s`,
 		sqlident.Ident(Schema), lt.Ident, sourceType, targetType,
-		sqlident.Ident(sync+"_retry_idx"), sqlident.Ident(sync+"_target_idx"),
+		sqlident.Ident(todoIndex(sync)), sqlident.Ident(sync+"_target_idx"),
 		sqlident.Literal("Ferry link table of sync "+sync+": one row per source record (status success|error|skipped|matched|pending). Seed rows with status matched to link existing target records."))
 	if _, err := db.Exec(ctx, ddl); err != nil {
 		return nil, fmt.Errorf("creating link table %s: %w", lt.Ident, err)
@@ -413,3 +417,42 @@ WHERE l.target_id IS NULL`, lt.Ident, lt.SourceType, lt.TargetType), sourceIDs, 
 	}
 	return tag.RowsAffected(), nil
 }
+
+// Page returns up to limit rows in source id order after the source id
+// after ("" for the first page), with the given status and error class
+// ("" for any), and the cursor of the next page ("" after the last).
+func Page(ctx context.Context, db dbtx, sync string, status Status, errorClass, after string, limit int) ([]Row, string, error) {
+	lt, err := Open(ctx, db, sync)
+	if err != nil || lt == nil {
+		return nil, "", err
+	}
+	args := []any{string(status), errorClass, limit + 1}
+	cursor := ""
+	if after != "" {
+		// The cursor compares in the source id's own type, so that the
+		// primary key serves the page.
+		cursor = fmt.Sprintf("AND source_id > $4::text::%s", lt.SourceType)
+		args = append(args, after)
+	}
+	rows, err := db.Query(ctx, fmt.Sprintf(`
+		SELECT source_id::text, target_id::text, status, hash, error, error_class, attempts, first_synced_at, last_synced_at, updated_at
+		FROM %s WHERE ($1 = '' OR status = $1) AND ($2 = '' OR error_class = $2) %s
+		ORDER BY source_id LIMIT $3`, lt.Ident, cursor), args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("reading %s: %w", lt.Ident, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Row])
+	if err != nil {
+		return nil, "", fmt.Errorf("reading %s: %w", lt.Ident, err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = out[limit-1].SourceID
+	}
+	return out, next, nil
+}
+
+// todoIndex names the index of the rows every run reads whatever the
+// bookmark (error, pending, matched): a few among millions.
+func todoIndex(sync string) string { return sync + "_todo_idx" }

@@ -51,6 +51,8 @@ type Scope struct {
 	Bookmark *Column  // nil for full reads
 	Rels     []Column // the relations' key columns, in order
 	role     string   // the scope role queries run as, "" for the warehouse login
+	// uniqueIDs: the scope is a table whose id column has a unique index.
+	uniqueIDs bool
 }
 
 // scopePrefix wraps the user's query; the newline before the closing
@@ -148,6 +150,16 @@ func Describe(ctx context.Context, tx pgx.Tx, s *project.Sync, role string) (*Sc
 			Hint:    "set source.id_column, or name the id column AS " + s.Source.IDColumn}
 	}
 	sc.ID = col
+	if s.Source.Table != "" {
+		// Ids of a table with a unique index on its id column cannot repeat.
+		err := tx.QueryRow(ctx, `
+			SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+			               WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL AND a.attname = $2)`,
+			sqlident.Qualified(s.Source.Table), col.Name).Scan(&sc.uniqueIDs)
+		if err != nil {
+			return nil, fmt.Errorf("sync %s: reading the indexes of %s: %w", s.Name, s.Source.Table, err)
+		}
+	}
 	if s.IsIncremental() {
 		col, ok := sc.Lookup(s.Source.BookmarkColumn)
 		if !ok {
@@ -246,9 +258,16 @@ func (sc *Scope) selectList(afterParam string) string {
 	}
 	b.WriteString("(s.")
 	b.WriteString(sqlident.Ident(sc.ID.Name))
-	b.WriteString(")::text AS __ferry_id, count(*) OVER (PARTITION BY s.")
-	b.WriteString(sqlident.Ident(sc.ID.Name))
-	b.WriteString(") AS __ferry_n")
+	b.WriteString(")::text AS __ferry_id, ")
+	if sc.uniqueIDs {
+		// A table whose id column is unique: no duplicate to count, and no
+		// sort of the whole range by id to count them.
+		b.WriteString("1::bigint AS __ferry_n")
+	} else {
+		b.WriteString("count(*) OVER (PARTITION BY s.")
+		b.WriteString(sqlident.Ident(sc.ID.Name))
+		b.WriteString(") AS __ferry_n")
+	}
 	if sc.Bookmark != nil {
 		bm := "s." + sqlident.Ident(sc.Bookmark.Name)
 		fmt.Fprintf(&b, ", (%s)::text AS __ferry_bm", bm)
