@@ -7,6 +7,9 @@ GO            ?= go
 # out of Ferry's go.mod; `go tool` caches the built binary.
 SQLC          := $(GO) tool -modfile=internal/tools/go.mod sqlc
 STATICCHECK   := $(GO) tool -modfile=internal/tools/go.mod staticcheck
+# Spectral lints the committed OpenAPI document; npx fetches the pinned
+# version once (Node.js is needed for make verify only, never to build).
+SPECTRAL      := npx --yes @stoplight/spectral-cli@6.16.3
 BIN           := bin/ferry
 DATABASE_URL  ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 export DATABASE_URL
@@ -33,12 +36,14 @@ build: ## build bin/ferry (no cgo)
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/ferry
 
 .PHONY: generate
-generate: ## regenerate the sqlc code in queries/
+generate: ## regenerate the sqlc code in queries/ and api/openapi.json
 	$(SQLC) generate
+	$(GO) test ./api -run '^TestOpenAPIDocumentIsCommitted$$' -update -count=1
 
 .PHONY: verify
-verify: ## fail if generated code drifted, code is unformatted, or vet or staticcheck complain
+verify: ## fail if generated code drifted, code is unformatted, or vet, staticcheck or the OpenAPI linter complain
 	$(SQLC) diff
+	$(SPECTRAL) lint --fail-severity=hint api/openapi.json
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
@@ -48,5 +53,5 @@ verify: ## fail if generated code drifted, code is unformatted, or vet or static
 bench: ## run the benchmarks (engine, connectors, scripting) and print their figures
 	@$(DB_UP)
 	@# Whole runs are measured once each; micro-benchmarks iterate as usual.
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 60m ./engine/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 60m ./engine/ ./api/
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./engine/connector/... ./scripting/...

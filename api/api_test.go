@@ -32,7 +32,7 @@ import (
 
 // testServer is one API server on its own warehouse, with a token per role.
 type testServer struct {
-	t      *testing.T
+	t      testing.TB
 	db     *pgxpool.Pool
 	srv    *httptest.Server
 	api    *api.Server
@@ -58,7 +58,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func secretKey(t *testing.T) string {
+func secretKey(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 32)
 	_, err := rand.Read(b)
@@ -66,7 +66,7 @@ func secretKey(t *testing.T) string {
 	return base64.StdEncoding.EncodeToString(b)
 }
 
-func newServer(t *testing.T, key string) *testServer {
+func newServer(t testing.TB, key string) *testServer {
 	t.Helper()
 	ctx := context.Background()
 	db := dbtest.NewPool(t)

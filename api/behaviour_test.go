@@ -2,7 +2,10 @@ package api_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -174,4 +177,95 @@ func TestSecretNeverLeaks(t *testing.T) {
 	conformance.RequireNoSecret(t, all.String(), secrets, "API answers")
 	conformance.RequireNoSecret(t, stored, secrets, "link rows, runs, run errors")
 	conformance.RequireNoSecret(t, ts.logs.String(), secrets, "the server's log")
+}
+
+// /metrics counts what an operator alerts on: runs by how they ended,
+// records by outcome, target requests by status, replaced script workers.
+func TestMetricsCountRunsRecordsAndTargetRequests(t *testing.T) {
+	t.Parallel()
+	ts := newServer(t, secretKey(t))
+	exec(t, ts.db, crmSQL)
+	crm := crmtest.New(t, crmtest.Options{Token: "tok", Objects: map[string]crmtest.Object{"contacts": {Required: []string{"email"}}}})
+	ts.ok(auth.Admin, http.MethodPut, "/api/v1/connections/crm", map[string]any{
+		"kind":     "http",
+		"settings": map[string]any{"base_url": crm.URL, "auth": map[string]any{"type": "bearer", "token_env": "CRM_TOKEN"}, "objects": map[string]any{"contacts": map[string]any{}}},
+		"secrets":  map[string]string{"CRM_TOKEN": "tok"},
+	})
+	ts.ok(auth.Editor, http.MethodPut, "/api/v1/syncs/contacts", map[string]any{
+		"source": map[string]any{"table": "crm.contacts"}, "target": map[string]any{"connection": "crm", "object": "contacts"},
+		"mapping": []any{map[string]any{"source": "name", "target": "name"}, map[string]any{"source": "email", "target": "email"}},
+	})
+	ts.waitRun(ts.ok(auth.Editor, http.MethodPost, "/api/v1/syncs/contacts/runs", nil)["run_id"])
+
+	res, err := http.Get(ts.srv.URL + "/metrics")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	text := string(raw)
+	for _, line := range []string{
+		`ferry_runs_total{status="succeeded_with_errors",sync="contacts"} 1`,
+		`ferry_records_total{outcome="inserted",sync="contacts"} 2`,
+		`ferry_records_total{outcome="failed",sync="contacts"} 1`,
+		`ferry_target_request_seconds_count{connection="crm",status="201"} 2`,
+		`ferry_target_request_seconds_count{connection="crm",status="422"} 1`,
+		`ferry_script_workers_replaced_total 0`,
+		`ferry_api_request_seconds_count{method="POST",route="/api/v1/syncs/:name/runs",status="202"} 1`,
+	} {
+		assert.Contains(t, text, line)
+	}
+}
+
+// Paging a link table by its cursor gives every row once, in source id
+// order, whatever the id's type (int ids compare as numbers, not text).
+func TestLinkPagesGiveEveryRowOnce(t *testing.T) {
+	t.Parallel()
+	ts := newServer(t, secretKey(t))
+	exec(t, ts.db, `CREATE SCHEMA crm;
+CREATE TABLE crm.companies (id int PRIMARY KEY, name text, _sdc_batched_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO crm.companies SELECT g, CASE WHEN g % 7 = 0 THEN NULL ELSE 'Company ' || g END FROM generate_series(1, 250) g;`)
+	erpURL := dbtest.NewEmptyURL(t)
+	exec(t, dbtest.Open(t, erpURL), `CREATE TABLE partners (id serial PRIMARY KEY, name text NOT NULL)`)
+	ts.ok(auth.Admin, http.MethodPut, "/api/v1/connections/erp", map[string]any{"kind": "postgres", "settings": map[string]any{"url_env": "ERP_URL"}, "secrets": map[string]string{"ERP_URL": erpURL}})
+	ts.ok(auth.Editor, http.MethodPut, "/api/v1/syncs/companies", map[string]any{"source": map[string]any{"table": "crm.companies"},
+		"target": map[string]any{"connection": "erp", "object": "partners"}, "mapping": []any{map[string]any{"source": "name", "target": "name"}}})
+	run := ts.waitRun(ts.ok(auth.Editor, http.MethodPost, "/api/v1/syncs/companies/runs", nil)["run_id"])
+	require.EqualValues(t, 35, run["failed"], "every 7th company has no name")
+
+	for _, tc := range []struct {
+		query string
+		want  []int
+	}{
+		{"limit=100", seq(1, 250, 1)},
+		{"status=error&limit=10", seq(7, 250, 7)},
+		{"status=success&limit=64", slices.DeleteFunc(seq(1, 250, 1), func(i int) bool { return i%7 == 0 })},
+	} {
+		var got []int
+		after, pages := "", 0
+		for {
+			page := ts.ok(auth.Viewer, http.MethodGet, "/api/v1/syncs/companies/links?"+tc.query+"&after="+after, nil)
+			pages++
+			for _, l := range page["links"].([]any) {
+				id, err := strconv.Atoi(l.(map[string]any)["source_id"].(string))
+				require.NoError(t, err)
+				got = append(got, id)
+			}
+			next, _ := page["next"].(string)
+			if next == "" {
+				break
+			}
+			after = next
+		}
+		assert.Equal(t, tc.want, got, tc.query)
+		assert.Greater(t, pages, 2, tc.query)
+	}
+}
+
+// seq is from, from+step, … up to to.
+func seq(from, to, step int) []int {
+	var out []int
+	for i := from; i <= to; i += step {
+		out = append(out, i)
+	}
+	return out
 }

@@ -21,7 +21,7 @@ type metrics struct {
 	limited  *prometheus.CounterVec
 }
 
-func newMetrics() *metrics {
+func newMetrics(eng *engine.Engine) *metrics {
 	m := &metrics{registry: prometheus.NewRegistry()}
 	m.requests = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "ferry_api_request_seconds", Help: "API requests by method, route and status.",
@@ -35,7 +35,10 @@ func newMetrics() *metrics {
 		Buckets: prometheus.ExponentialBuckets(0.002, 2.5, 10),
 	}, []string{"connection", "status"})
 	m.limited = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_target_rate_limited_total", Help: "429 answers from targets, by connection."}, []string{"connection"})
-	m.registry.MustRegister(m.requests, m.runs, m.records, m.calls, m.target, m.limited,
+	replaced := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "ferry_script_workers_replaced_total", Help: "Script workers that died or broke (out of memory, a runaway builtin) and were replaced.",
+	}, func() float64 { return float64(eng.ScriptWorkersReplaced()) })
+	m.registry.MustRegister(m.requests, m.runs, m.records, m.calls, m.target, m.limited, replaced,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

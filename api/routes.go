@@ -26,9 +26,39 @@ func op(id, method, path, summary string, role auth.Role, errs ...int) huma.Oper
 		Method:      method,
 		Path:        Prefix + path,
 		Summary:     summary,
+		Description: summary + ". Needs a token of role " + string(role) + roleAbove(role) + ".",
 		Tags:        []string{tag},
 		Metadata:    map[string]any{"role": role},
 		Errors:      append([]int{http.StatusUnauthorized, http.StatusForbidden}, errs...),
+	}
+}
+
+// roleAbove says which roles include a role, for the descriptions.
+func roleAbove(r auth.Role) string {
+	switch r {
+	case auth.Viewer:
+		return " (or editor, admin)"
+	case auth.Editor:
+		return " (or admin)"
+	}
+	return ""
+}
+
+// tags describe the groups of operations, by the first segment of a path.
+func tags() []*huma.Tag {
+	return []*huma.Tag{
+		{Name: "kinds", Description: "The kinds of connection this server can open (http, postgres, …) and their settings."},
+		{Name: "connections", Description: "Where data goes: a kind, its settings and the secrets they name."},
+		{Name: "syncs", Description: "A scope query over the warehouse mapped onto a target object, and its link table."},
+		{Name: "groups", Description: "Syncs run together, parents first."},
+		{Name: "scripts", Description: "Starlark transforms, libraries, their tests and data-sync scripts."},
+		{Name: "runs", Description: "Runs of syncs, groups and scripts: started in the background, followed, cancelled."},
+		{Name: "status", Description: "Every sync's state at a glance."},
+		{Name: "export", Description: "The configuration as the files of a project folder."},
+		{Name: "import", Description: "Replace the configuration with a project folder's files."},
+		{Name: "history", Description: "Every change to the configuration: who, when, the diff; and undo."},
+		{Name: "secrets", Description: "Encrypted, write-only values connections name."},
+		{Name: "tokens", Description: "API tokens and their roles."},
 	}
 }
 

@@ -31,6 +31,10 @@ import (
 // Prefix is where the API lives.
 const Prefix = "/api/v1"
 
+// ContractVersion is the version of the API's contract, its OpenAPI
+// document: it changes when the API does, not with each build of Ferry.
+const ContractVersion = "1.0.0"
+
 // Options are what a Server works with.
 type Options struct {
 	DB       *pgxpool.Pool
@@ -73,7 +77,7 @@ func New(opts Options) *Server {
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	s := &Server{opts: opts, echo: e, q: queries.New(opts.DB), log: opts.Logger, metrics: newMetrics(), runs: map[int64]context.CancelFunc{}}
+	s := &Server{opts: opts, echo: e, q: queries.New(opts.DB), log: opts.Logger, metrics: newMetrics(opts.Engine), runs: map[int64]context.CancelFunc{}}
 	s.runCtx, s.stopRuns = context.WithCancel(context.Background())
 
 	e.Use(s.logRequests)
@@ -81,7 +85,7 @@ func New(opts Options) *Server {
 
 	// Huma's error factory is process-wide; every Server sets the same one.
 	huma.NewError = newError
-	cfg := huma.DefaultConfig("Ferry", opts.Version)
+	cfg := huma.DefaultConfig("Ferry", ContractVersion)
 	cfg.Info.Description = "Ferry keeps business applications in sync with a PostgreSQL warehouse. " +
 		"Every operation needs an API token (Authorization: Bearer …) whose role allows it: viewer reads; " +
 		"editor also changes syncs and scripts and triggers runs; admin also manages connections, secrets, tokens and imports."
@@ -94,6 +98,8 @@ func New(opts Options) *Server {
 		"token": {Type: "http", Scheme: "bearer", Description: "An API token made with `ferry token create`."},
 	}
 	cfg.Security = []map[string][]string{{"token": {}}}
+	cfg.Servers = []*huma.Server{{URL: "http://127.0.0.1:8080", Description: "ferry serve on its default address (--addr changes it)"}}
+	cfg.Tags = tags()
 	s.api = humaecho.New(e, cfg)
 	registry := s.api.OpenAPI().Components.Schemas
 	// Types whose JSON form is not their Go form.
@@ -114,6 +120,17 @@ func New(opts Options) *Server {
 // Handler is the API as an http.Handler, with its body limit.
 func (s *Server) Handler() http.Handler {
 	return http.MaxBytesHandler(s.echo, s.opts.MaxBody)
+}
+
+// Document is the API's OpenAPI 3.1 document, as served and as committed
+// in api/openapi.json, without a running server.
+func Document() ([]byte, error) {
+	s := New(Options{})
+	b, err := json.MarshalIndent(s.api.OpenAPI(), "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("writing the OpenAPI document: %w", err)
+	}
+	return append(b, '\n'), nil
 }
 
 // API is the Huma API (its OpenAPI document, its operations).
@@ -241,7 +258,7 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 func (s *Server) healthz(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok", "version": s.opts.Version})
 }
 
 // readyz says whether the server can work: the warehouse answers and its

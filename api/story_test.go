@@ -27,13 +27,13 @@ CREATE TABLE partners (id serial PRIMARY KEY, name text NOT NULL, vat text);
 CREATE TABLE people (id serial PRIMARY KEY, name text NOT NULL, email text NOT NULL, partner_id int REFERENCES partners, label text);
 `
 
-func exec(t *testing.T, db *pgxpool.Pool, sql string) {
+func exec(t testing.TB, db *pgxpool.Pool, sql string) {
 	t.Helper()
 	_, err := db.Exec(context.Background(), sql)
 	require.NoError(t, err)
 }
 
-func count(t *testing.T, db *pgxpool.Pool, sql string) int {
+func count(t testing.TB, db *pgxpool.Pool, sql string) int {
 	t.Helper()
 	var n int
 	require.NoError(t, db.QueryRow(context.Background(), sql).Scan(&n))

@@ -118,6 +118,15 @@ func registryOpener(kinds *connector.Registry, env connector.LookupEnv) Opener {
 // Redact removes every secret of the connections the engine opened from s.
 func (e *Engine) Redact(s string) string { return e.redact.Redact(s) }
 
+// ScriptWorkersReplaced is how many script workers died or broke (out of
+// memory, a runaway builtin) and were replaced; 0 without a worker pool.
+func (e *Engine) ScriptWorkersReplaced() int64 {
+	if e.pool == nil {
+		return 0
+	}
+	return e.pool.Replaced()
+}
+
 // Project returns the project as it is now.
 func (e *Engine) Project(ctx context.Context) (*project.Project, error) {
 	p, err := e.projects.Project(ctx)

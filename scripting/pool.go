@@ -40,6 +40,18 @@ type Pool struct {
 	mu     sync.Mutex
 	idle   []*worker
 	closed bool
+	// replaced counts workers stopped because they died or broke (out of
+	// memory, a runaway builtin): each is replaced by a fresh one on the
+	// next call, so a rising count is the sign of a script in trouble.
+	replaced int64
+}
+
+// Replaced is how many workers were stopped because they died or broke
+// and so replaced by a fresh one.
+func (p *Pool) Replaced() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.replaced
 }
 
 // NewPool makes a pool; no process starts until a script needs one.
@@ -117,6 +129,9 @@ func (p *Pool) release(w *worker, healthy bool) {
 		p.idle = append(p.idle, w)
 		p.mu.Unlock()
 		return
+	}
+	if !healthy {
+		p.replaced++
 	}
 	p.mu.Unlock()
 	_ = w.stop()

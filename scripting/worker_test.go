@@ -50,6 +50,7 @@ func TestMemoryBombFailsOnlyItsRecord(t *testing.T) {
 	out, err := s.Transform(ctx, TransformInput{SourceID: "45", Source: map[string]any{"bomb": false}})
 	require.NoError(t, err)
 	require.Equal(t, map[string]any{"ok": true}, out.Payload)
+	require.EqualValues(t, 1, pool.Replaced(), "one worker was replaced (the server's metrics show it)")
 }
 
 func TestCancelKillsWorkerAndNextRecordRuns(t *testing.T) {

@@ -66,7 +66,8 @@ func (serveCmd) Help() string {
 migrating Ferry's state first. The configuration it serves is the one
 stored in the warehouse: put a project folder there with ferry import.
 Callers need an API token (ferry token create). Secrets sent through the
-API are encrypted with FERRY_SECRET_KEY (32 bytes, base64).
+API are encrypted with FERRY_SECRET_KEY (32 bytes, base64; see ferry
+secrets rotate).
 
 Examples:
 

@@ -107,7 +107,7 @@ func Ensure(ctx context.Context, db dbtx, sync, sourceType, targetType string) (
 			// row is rewritten). Only then: ALTER TABLE waits for every
 			// reader of the table.
 			if _, err := db.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS row_hash text;
-CREATE INDEX IF NOT EXISTS %s ON %s (status) WHERE status IN ('error', 'pending', 'matched')`,
+CREATE INDEX IF NOT EXISTS %s ON %s (status, source_id) WHERE status IN ('error', 'pending', 'matched')`,
 				lt.Ident, sqlident.Ident(todoIndex(sync)), lt.Ident)); err != nil {
 				return nil, fmt.Errorf("upgrading link table %s: %w", lt.Ident, err)
 			}
@@ -135,7 +135,7 @@ CREATE TABLE IF NOT EXISTS %[2]s (
     last_synced_at  timestamptz,
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS %[5]s ON %[2]s (status) WHERE status IN ('error', 'pending', 'matched');
+CREATE INDEX IF NOT EXISTS %[5]s ON %[2]s (status, source_id) WHERE status IN ('error', 'pending', 'matched');
 CREATE INDEX IF NOT EXISTS %[6]s ON %[2]s (target_id);
 COMMENT ON TABLE %[2]s IS %[7]s`,
 		sqlident.Ident(Schema), lt.Ident, sourceType, targetType,
@@ -225,7 +225,7 @@ func (lt *Table) RetryIDs(ctx context.Context, db dbtx) ([]string, error) {
 	if lt == nil {
 		return nil, nil
 	}
-	rows, err := db.Query(ctx, fmt.Sprintf(`SELECT source_id::text FROM %s WHERE status IN ('error', 'pending', 'matched') ORDER BY source_id`, lt.Ident))
+	rows, err := db.Query(ctx, fmt.Sprintf(`SELECT source_id::text FROM %s WHERE status IN ('error', 'pending', 'matched')`, lt.Ident))
 	if err != nil {
 		return nil, fmt.Errorf("reading records to retry from %s: %w", lt.Ident, err)
 	}
@@ -426,18 +426,36 @@ func Page(ctx context.Context, db dbtx, sync string, status Status, errorClass, 
 	if err != nil || lt == nil {
 		return nil, "", err
 	}
-	args := []any{string(status), errorClass, limit + 1}
-	cursor := ""
+	// ORDER BY names the table's column: plain "source_id" would be the
+	// output column, source_id::text, and sort 10 before 9, which the
+	// cursor (compared in the id's type) would then skip rows by.
+	// Only the filters given, each its own predicate: a generic plan of
+	// "($1 = '' OR status = $1)" cannot use an index, and pgx reuses plans.
+	args := []any{limit + 1}
+	where := []string{"true"}
+	if status != "" {
+		args = append(args, string(status))
+		where = append(where, fmt.Sprintf("status = $%d", len(args)))
+		if status == StatusError || status == StatusPending || status == StatusMatched {
+			// Implied, and spelt out so that the to-do index (partial on
+			// these) serves the page even under a generic plan.
+			where = append(where, "status IN ('error', 'pending', 'matched')")
+		}
+	}
+	if errorClass != "" {
+		args = append(args, errorClass)
+		where = append(where, fmt.Sprintf("error_class = $%d", len(args)))
+	}
 	if after != "" {
-		// The cursor compares in the source id's own type, so that the
-		// primary key serves the page.
-		cursor = fmt.Sprintf("AND source_id > $4::text::%s", lt.SourceType)
+		// The cursor compares in the source id's own type, so that an
+		// index in source id order serves the page.
 		args = append(args, after)
+		where = append(where, fmt.Sprintf("source_id > $%d::text::%s", len(args), lt.SourceType))
 	}
 	rows, err := db.Query(ctx, fmt.Sprintf(`
 		SELECT source_id::text, target_id::text, status, hash, error, error_class, attempts, first_synced_at, last_synced_at, updated_at
-		FROM %s WHERE ($1 = '' OR status = $1) AND ($2 = '' OR error_class = $2) %s
-		ORDER BY source_id LIMIT $3`, lt.Ident, cursor), args...)
+		FROM %s l WHERE %s
+		ORDER BY l.source_id LIMIT $1`, lt.Ident, strings.Join(where, " AND ")), args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("reading %s: %w", lt.Ident, err)
 	}
