@@ -25,10 +25,14 @@ import (
 	"github.com/ferry-sync/ferry/engine/connector"
 	httptarget "github.com/ferry-sync/ferry/engine/connector/http"
 	"github.com/ferry-sync/ferry/engine/connector/postgres"
+	"github.com/ferry-sync/ferry/internal/runqueue"
 	"github.com/ferry-sync/ferry/internal/secrets"
 	"github.com/ferry-sync/ferry/queries/dbtest"
 	"github.com/ferry-sync/ferry/scripting"
 )
+
+// testWorkers is how many runs a test server works at once.
+const testWorkers = 2
 
 // testServer is one API server on its own warehouse, with a token per role.
 type testServer struct {
@@ -69,7 +73,7 @@ func secretKey(t testing.TB) string {
 func newServer(t testing.TB, key string) *testServer {
 	t.Helper()
 	ctx := context.Background()
-	db := dbtest.NewPool(t)
+	db := dbtest.NewPoolSized(t, runqueue.PoolSize(testWorkers))
 	kinds, err := connector.NewRegistry(httptarget.Kind(), postgres.Kind())
 	require.NoError(t, err)
 	store, err := projects.NewStore(db, kinds, t.TempDir())
@@ -82,12 +86,17 @@ func newServer(t testing.TB, key string) *testServer {
 	var a *api.Server
 	eng := engine.New(db, store, engine.Options{Connectors: kinds, Env: sec.Env(ctx), Logger: logger, ScriptIsolation: scripting.IsolationNone,
 		OnRequest: func(c string, s int, d time.Duration) { a.TargetRequest(c, s, d) }})
+	queue, err := runqueue.New(runqueue.Options{DB: db, Engine: eng, Replica: "test", Workers: testWorkers, Logger: logger,
+		OnStarted: func(_ context.Context, args runqueue.Args, _ int64) { a.RunStarted(args, time.Now()) },
+		OnEnded:   func(_ context.Context, e runqueue.Ended) { a.RunEnded(e) }})
+	require.NoError(t, err)
 	tokens := auth.NewTokens(db)
-	a = api.New(api.Options{DB: db, Engine: eng, Projects: store, Secrets: sec, Tokens: tokens, Kinds: kinds, Logger: logger, Version: "test"})
+	a = api.New(api.Options{DB: db, Engine: eng, Projects: store, Secrets: sec, Tokens: tokens, Kinds: kinds, Logger: logger, Version: "test", Queue: queue})
+	require.NoError(t, queue.Start(ctx))
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(func() {
 		srv.Close()
-		a.Close()
+		require.NoError(t, queue.Stop(context.Background()))
 	})
 	ts := &testServer{t: t, db: db, srv: srv, api: a, tokens: map[auth.Role]string{}, logs: logs}
 	for _, role := range []auth.Role{auth.Viewer, auth.Editor, auth.Admin} {

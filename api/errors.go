@@ -11,6 +11,7 @@ import (
 	"github.com/ferry-sync/ferry/api/projects"
 	"github.com/ferry-sync/ferry/engine"
 	"github.com/ferry-sync/ferry/engine/project"
+	"github.com/ferry-sync/ferry/internal/runqueue"
 	"github.com/ferry-sync/ferry/internal/secrets"
 	"github.com/ferry-sync/ferry/scripting"
 )
@@ -30,6 +31,7 @@ type ErrorBody struct {
 	Message string       `json:"message"`
 	Fields  []FieldError `json:"fields,omitempty"`
 	RunID   int64        `json:"run_id,omitempty" doc:"For busy: the run that holds the sync."`
+	JobID   int64        `json:"job_id,omitempty" doc:"For queued: the run already waiting in the queue."`
 }
 
 // FieldError is a problem with one field of the request, by JSON path.
@@ -100,6 +102,7 @@ func fail(err error) error {
 		return apiErr
 	}
 	var busy *engine.BusyError
+	var queued *runqueue.ErrQueued
 	var nf *engine.NotFoundError
 	var ce *project.ConfigError
 	var se *scripting.ScriptError
@@ -107,6 +110,10 @@ func fail(err error) error {
 	case errors.As(err, &busy):
 		e := newError(http.StatusConflict, err.Error()).(*Error)
 		e.Body.Code, e.Body.RunID = "busy", busy.RunID
+		return e
+	case errors.As(err, &queued):
+		e := newError(http.StatusConflict, err.Error()).(*Error)
+		e.Body.Code, e.Body.JobID = "queued", queued.JobID
 		return e
 	case errors.Is(err, engine.ErrUnknownSync), errors.Is(err, engine.ErrUnknownGroup), errors.Is(err, projects.ErrNotFound), errors.Is(err, errNotFound), errors.As(err, &nf):
 		return newError(http.StatusNotFound, err.Error())

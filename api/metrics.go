@@ -1,6 +1,8 @@
 package api
 
 import (
+	"context"
+	"math"
 	"strconv"
 	"time"
 
@@ -8,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/ferry-sync/ferry/engine"
+	"github.com/ferry-sync/ferry/internal/runqueue"
 )
 
 // metrics are what /metrics exposes, in a registry of the server's own.
@@ -19,9 +22,10 @@ type metrics struct {
 	calls    *prometheus.CounterVec
 	target   *prometheus.HistogramVec
 	limited  *prometheus.CounterVec
+	delay    *prometheus.HistogramVec
 }
 
-func newMetrics(eng *engine.Engine) *metrics {
+func newMetrics(eng *engine.Engine, queue RunQueue) *metrics {
 	m := &metrics{registry: prometheus.NewRegistry()}
 	m.requests = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "ferry_api_request_seconds", Help: "API requests by method, route and status.",
@@ -38,13 +42,46 @@ func newMetrics(eng *engine.Engine) *metrics {
 	replaced := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "ferry_script_workers_replaced_total", Help: "Script workers that died or broke (out of memory, a runaway builtin) and were replaced.",
 	}, func() float64 { return float64(eng.ScriptWorkersReplaced()) })
-	m.registry.MustRegister(m.requests, m.runs, m.records, m.calls, m.target, m.limited, replaced,
+	m.delay = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "ferry_tick_to_start_seconds", Help: "From a schedule's tick to the start of its run, by trigger (schedule, catchup).",
+		Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 10),
+	}, []string{"trigger"})
+	depth := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ferry_queue_depth", Help: "Runs waiting in the queue (every replica's).",
+	}, func() float64 {
+		if queue == nil {
+			return 0
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		n, err := queue.Depth(ctx)
+		if err != nil {
+			return math.NaN()
+		}
+		return float64(n)
+	})
+	m.registry.MustRegister(m.requests, m.runs, m.records, m.calls, m.target, m.limited, replaced, m.delay, depth,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 func (m *metrics) request(method, route string, status int, d time.Duration) {
 	m.requests.WithLabelValues(method, route, strconv.Itoa(status)).Observe(d.Seconds())
+}
+
+// RunStarted is the run queue's start hook: it observes how long after its
+// tick a scheduled run started.
+func (s *Server) RunStarted(a runqueue.Args, started time.Time) {
+	if !a.Tick.IsZero() {
+		s.metrics.delay.WithLabelValues(a.Trigger).Observe(started.Sub(a.Tick).Seconds())
+	}
+}
+
+// RunEnded is the run queue's end hook: it counts the runs and records.
+func (s *Server) RunEnded(e runqueue.Ended) {
+	for _, res := range e.Results {
+		s.metrics.runEnded(res)
+	}
 }
 
 // runEnded counts a run and what its records became.

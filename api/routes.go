@@ -54,6 +54,7 @@ func tags() []*huma.Tag {
 		{Name: "scripts", Description: "Starlark transforms, libraries, their tests and data-sync scripts."},
 		{Name: "runs", Description: "Runs of syncs, groups and scripts: started in the background, followed, cancelled."},
 		{Name: "status", Description: "Every sync's state at a glance."},
+		{Name: "schedules", Description: "When the server runs syncs, groups and scripts; set in their definitions."},
 		{Name: "export", Description: "The configuration as the files of a project folder."},
 		{Name: "import", Description: "Replace the configuration with a project folder's files."},
 		{Name: "history", Description: "Every change to the configuration: who, when, the diff; and undo."},
@@ -104,6 +105,7 @@ func (s *Server) routes() {
 	huma.Register(a, op("get-run", http.MethodGet, "/runs/{id}", "One run: status, counts, bookmark, errors", auth.Viewer, 404), s.getRun)
 	huma.Register(a, op("cancel-run", http.MethodPost, "/runs/{id}/cancel", "Cancel a run this server started", auth.Editor, 404, 409), s.cancelRun)
 	huma.Register(a, op("get-status", http.MethodGet, "/status", "Every sync's status", auth.Viewer), s.status)
+	huma.Register(a, op("list-schedules", http.MethodGet, "/schedules", "Every schedule (syncs, groups, scripts) with its next and last tick", auth.Viewer), s.listSchedules)
 
 	// Configuration as code.
 	huma.Register(a, op("export", http.MethodGet, "/export", "The whole configuration, as the files of a project folder", auth.Viewer), s.export)

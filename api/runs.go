@@ -3,38 +3,54 @@ package api
 import (
 	"context"
 	"errors"
-	"strconv"
+	"fmt"
+	"strings"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/ferry-sync/ferry/engine"
+	"github.com/ferry-sync/ferry/internal/runqueue"
 	"github.com/ferry-sync/ferry/queries"
 )
 
-// startRun starts a run under the server's context (not the request's),
-// remembers how to cancel it, and counts it in the metrics when it ends.
-func (s *Server) startRun(start func(ctx context.Context) (*engine.Started, error)) (*engine.Started, error) {
-	ctx, cancel := context.WithCancel(s.runCtx)
-	st, err := start(ctx)
-	if err != nil {
-		cancel()
-		return nil, err
+// RunQueue is the run queue the API puts runs in (internal/runqueue): any
+// replica's workers take them.
+type RunQueue interface {
+	Enqueue(ctx context.Context, a runqueue.Args) (*rivertype.JobRow, bool, error)
+	RunOf(ctx context.Context, jobID int64, wait time.Duration) (int64, error)
+	Cancel(ctx context.Context, jobID int64) error
+	Depth(ctx context.Context) (int, error)
+}
+
+// startWait is how long a trigger waits for a worker to start the run, so
+// that its answer names the run; a busy queue answers with the job only.
+const startWait = 3 * time.Second
+
+// enqueue queues a run of what it names, refusing one whose sync (or
+// script) runs already: 409 with the run that holds it.
+func (s *Server) enqueue(ctx context.Context, a runqueue.Args, lease string) (*startedOut, error) {
+	if lease != "" {
+		what, name, _ := strings.Cut(lease, ":")
+		runID, err := s.opts.Engine.Running(ctx, what, name)
+		if err != nil {
+			return nil, fail(err)
+		}
+		if runID != 0 {
+			return nil, fail(&engine.BusyError{What: what + " " + name, RunID: runID})
+		}
 	}
-	s.mu.Lock()
-	s.runs[st.RunID] = cancel
-	s.mu.Unlock()
-	s.running.Add(1)
-	go func() {
-		defer s.running.Done()
-		res, _ := st.Wait()
-		s.mu.Lock()
-		delete(s.runs, st.RunID)
-		s.mu.Unlock()
-		cancel()
-		s.metrics.runEnded(res)
-	}()
-	return st, nil
+	job, _, err := s.opts.Queue.Enqueue(ctx, a)
+	if err != nil {
+		return nil, fail(err)
+	}
+	runID, err := s.opts.Queue.RunOf(ctx, job.ID, startWait)
+	if err != nil {
+		return nil, fail(err)
+	}
+	return started(runID, job.ID, a), nil
 }
 
 type startSyncInput struct {
@@ -46,31 +62,32 @@ type startSyncInput struct {
 }
 
 func (s *Server) startSyncRun(ctx context.Context, in *startSyncInput) (*startedOut, error) {
-	var opts engine.RunOptions
-	if in.Body != nil {
-		opts.Full, opts.Reconcile = in.Body.Full, in.Body.Reconcile
-	}
-	st, err := s.startRun(func(runCtx context.Context) (*engine.Started, error) {
-		return s.opts.Engine.Start(runCtx, in.Name, opts)
-	})
+	p, err := s.opts.Engine.Project(ctx)
 	if err != nil {
 		return nil, fail(err)
 	}
-	return started(st.RunID, in.Name), nil
+	if _, ok := p.Sync(in.Name); !ok {
+		return nil, fail(notFound("no sync %q", in.Name))
+	}
+	a := runqueue.Args{What: runqueue.WhatSync, Name: in.Name, Trigger: runqueue.TriggerAPI}
+	if in.Body != nil {
+		a.Full, a.Reconcile = in.Body.Full, in.Body.Reconcile
+	}
+	return s.enqueue(ctx, a, "sync:"+in.Name)
 }
 
 type groupStartedOut struct {
 	Status int
 	Body   struct {
 		Group string   `json:"group"`
-		Syncs []string `json:"syncs" doc:"The syncs the group runs, in order; GET /runs?sync=… follows each."`
-		RunID int64    `json:"run_id" doc:"The first sync's run."`
+		Syncs []string `json:"syncs" doc:"The syncs the group runs, in order, parents first; GET /runs?sync=… follows each."`
+		JobID int64    `json:"job_id" doc:"The queued run of the group."`
+		RunID int64    `json:"run_id,omitempty" doc:"The first sync's run, once started."`
 	}
 }
 
-// startGroupRun starts the group's first sync at once (so that a busy sync
-// is a 409 now), then the others one after another, parents first; a sync
-// whose parent failed is not started.
+// startGroupRun queues the group: one worker runs its syncs one after
+// another, parents first; a sync whose parent failed is not started.
 func (s *Server) startGroupRun(ctx context.Context, in *nameInput) (*groupStartedOut, error) {
 	p, err := s.opts.Engine.Project(ctx)
 	if err != nil {
@@ -84,44 +101,12 @@ func (s *Server) startGroupRun(ctx context.Context, in *nameInput) (*groupStarte
 	for i, sy := range syncs {
 		names[i] = sy.Name
 	}
-	first, err := s.startRun(func(runCtx context.Context) (*engine.Started, error) {
-		return s.opts.Engine.Start(runCtx, names[0], engine.RunOptions{})
-	})
+	st, err := s.enqueue(ctx, runqueue.Args{What: runqueue.WhatGroup, Name: in.Name, Trigger: runqueue.TriggerAPI}, "sync:"+names[0])
 	if err != nil {
-		return nil, fail(err)
+		return nil, err
 	}
-	s.running.Add(1)
-	go func() {
-		defer s.running.Done()
-		res, _ := first.Wait()
-		failed := map[string]bool{}
-		if res == nil || res.Status == engine.RunFailed || res.Status == engine.RunStopped {
-			failed[names[0]] = true
-		}
-		for _, sy := range syncs[1:] {
-			skip := false
-			for _, r := range sy.Relations {
-				skip = skip || failed[r.Sync]
-			}
-			if skip || s.runCtx.Err() != nil {
-				failed[sy.Name] = true
-				continue
-			}
-			st, err := s.startRun(func(runCtx context.Context) (*engine.Started, error) {
-				return s.opts.Engine.Start(runCtx, sy.Name, engine.RunOptions{})
-			})
-			if err != nil {
-				s.log.Warn("a group's sync did not start", "group", in.Name, "sync", sy.Name, "err", err)
-				failed[sy.Name] = true
-				continue
-			}
-			if res, _ := st.Wait(); res == nil || res.Status == engine.RunFailed || res.Status == engine.RunStopped {
-				failed[sy.Name] = true
-			}
-		}
-	}()
 	out := &groupStartedOut{Status: 202}
-	out.Body.Group, out.Body.Syncs, out.Body.RunID = in.Name, names, first.RunID
+	out.Body.Group, out.Body.Syncs, out.Body.JobID, out.Body.RunID = in.Name, names, st.Body.JobID, st.Body.RunID
 	return out, nil
 }
 
@@ -183,16 +168,24 @@ func (s *Server) getRun(ctx context.Context, in *runInput) (*runOut, error) {
 	return &runOut{Body: RunDetail{FerryRun: run, Log: append([]queries.FerryRunError{}, log...)}}, nil
 }
 
+// cancelRun cancels a queued run wherever it runs: its job is cancelled,
+// the replica working it stops it, and the run ends failed as cancelled.
 func (s *Server) cancelRun(ctx context.Context, in *runInput) (*struct{}, error) {
-	s.mu.Lock()
-	cancel, ok := s.runs[in.ID]
-	s.mu.Unlock()
-	if !ok {
-		if _, err := s.q.RunGet(ctx, in.ID); errors.Is(err, pgx.ErrNoRows) {
-			return nil, fail(notFound("no run %d", in.ID))
-		}
-		return nil, huma.Error409Conflict("run " + strconv.FormatInt(in.ID, 10) + " is not running in this server (it ended, or another replica runs it)")
+	run, err := s.q.RunGet(ctx, in.ID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fail(notFound("no run %d", in.ID))
 	}
-	cancel()
+	if err != nil {
+		return nil, fail(err)
+	}
+	if run.Status != "running" {
+		return nil, huma.Error409Conflict(fmt.Sprintf("run %d is over (%s)", in.ID, run.Status))
+	}
+	if run.JobID == nil {
+		return nil, huma.Error409Conflict(fmt.Sprintf("run %d was started by ferry run, not by a server: stop that process", in.ID))
+	}
+	if err := s.opts.Queue.Cancel(ctx, *run.JobID); err != nil {
+		return nil, fail(err)
+	}
 	return nil, nil
 }

@@ -3,11 +3,12 @@ package api
 import (
 	"context"
 	"fmt"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 
-	"github.com/ferry-sync/ferry/engine"
+	"github.com/ferry-sync/ferry/internal/runqueue"
 	"github.com/ferry-sync/ferry/scripting"
 )
 
@@ -160,9 +161,10 @@ func (s *Server) testScripts(ctx context.Context, _ *struct{}) (*testReportOut, 
 type startedOut struct {
 	Status int
 	Body   struct {
-		RunID int64  `json:"run_id"`
+		JobID int64  `json:"job_id" doc:"The queued run."`
+		RunID int64  `json:"run_id,omitempty" doc:"The run, once a worker started it (absent while every worker is busy: GET /runs?job_id=… finds it later)."`
 		Sync  string `json:"sync,omitempty"`
-		URL   string `json:"url" doc:"Where to follow the run."`
+		URL   string `json:"url,omitempty" doc:"Where to follow the run."`
 	}
 }
 
@@ -175,26 +177,21 @@ func (s *Server) startScriptRun(ctx context.Context, in *scriptInput) (*startedO
 	if !ok {
 		return nil, fail(notFound("no script %q", in.Name))
 	}
-	p, err := s.opts.Engine.Project(ctx)
-	if err != nil {
-		return nil, fail(err)
+	if !strings.Contains(string(src), "def main(") {
+		return nil, fail(fieldError("name", "this script has no main(pq): only data-sync scripts run on their own (transforms run with their sync)"))
 	}
-	name := strings.TrimSuffix(filepath.Base(in.Name), ".star")
-	loadDir := ""
-	if p.Dir != "" {
-		loadDir = filepath.Dir(filepath.Join(p.Dir, filepath.FromSlash(scriptPath(in.Name))))
-	}
-	st, err := s.startRun(func(runCtx context.Context) (*engine.Started, error) {
-		return s.opts.Engine.StartScript(runCtx, name, in.Name, src, loadDir)
-	})
-	if err != nil {
-		return nil, fail(err)
-	}
-	return started(st.RunID, ""), nil
+	name := strings.TrimSuffix(path.Base(in.Name), ".star")
+	return s.enqueue(ctx, runqueue.Args{What: runqueue.WhatScript, Name: scriptPath(in.Name), Trigger: runqueue.TriggerAPI}, "script:"+name)
 }
 
-func started(runID int64, sync string) *startedOut {
+func started(runID, jobID int64, a runqueue.Args) *startedOut {
 	out := &startedOut{Status: 202}
-	out.Body.RunID, out.Body.Sync, out.Body.URL = runID, sync, fmt.Sprintf("%s/runs/%d", Prefix, runID)
+	out.Body.JobID, out.Body.RunID = jobID, runID
+	if a.What == runqueue.WhatSync {
+		out.Body.Sync = a.Name
+	}
+	if runID != 0 {
+		out.Body.URL = fmt.Sprintf("%s/runs/%d", Prefix, runID)
+	}
 	return out
 }

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -45,6 +44,10 @@ type Options struct {
 	Kinds    *connector.Registry
 	Logger   *slog.Logger
 	Version  string
+	// Queue takes the runs the API starts (any replica works them).
+	Queue RunQueue
+	// Schedules lists the schedules and their next ticks.
+	Schedules Schedules
 	// MaxBody bounds a request's body (default 8 MiB).
 	MaxBody int64
 }
@@ -57,14 +60,6 @@ type Server struct {
 	q       *queries.Queries
 	log     *slog.Logger
 	metrics *metrics
-
-	// runCtx is what background runs live under: the server's, not a
-	// request's. runs lets a run started here be cancelled.
-	runCtx   context.Context
-	stopRuns context.CancelFunc
-	mu       sync.Mutex
-	runs     map[int64]context.CancelFunc
-	running  sync.WaitGroup
 }
 
 // New builds the API's routes.
@@ -77,8 +72,7 @@ func New(opts Options) *Server {
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	s := &Server{opts: opts, echo: e, q: queries.New(opts.DB), log: opts.Logger, metrics: newMetrics(opts.Engine), runs: map[int64]context.CancelFunc{}}
-	s.runCtx, s.stopRuns = context.WithCancel(context.Background())
+	s := &Server{opts: opts, echo: e, q: queries.New(opts.DB), log: opts.Logger, metrics: newMetrics(opts.Engine, opts.Queue)}
 
 	e.Use(s.logRequests)
 	e.HTTPErrorHandler = s.echoError
@@ -140,8 +134,8 @@ func (s *Server) API() huma.API { return s.api }
 func (s *Server) Routes() []*echo.Route { return s.echo.Routes() }
 
 // Serve listens on addr until ctx ends, then shuts down: requests in
-// flight get a few seconds, and runs started here are cancelled (their
-// claims let another replica take them over).
+// flight get a few seconds. (Runs belong to the run queue, which the
+// caller stops.)
 func (s *Server) Serve(ctx context.Context, addr string, ready func(net.Addr)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -166,15 +160,7 @@ func (s *Server) Serve(ctx context.Context, addr string, ready func(net.Addr)) e
 	}
 	shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err = srv.Shutdown(shut)
-	s.Close()
-	return err
-}
-
-// Close cancels the runs this server started and waits for them to end.
-func (s *Server) Close() {
-	s.stopRuns()
-	s.running.Wait()
+	return srv.Shutdown(shut)
 }
 
 // echoError answers errors raised outside Huma (unknown routes, too large

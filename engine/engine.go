@@ -54,6 +54,9 @@ type Engine struct {
 	// from everything the engine stores or returns (a target may echo its
 	// credentials in an error body).
 	redact *connector.Redactor
+	// env resolves the "env:NAME" header values of HTTP hooks (the server's
+	// secrets, or the process environment).
+	env connector.LookupEnv
 }
 
 // Options configure an Engine.
@@ -61,7 +64,8 @@ type Options struct {
 	// Connectors opens targets by their connection's kind; the program
 	// registers the kinds it ships (the engine names none).
 	Connectors *connector.Registry
-	// Env looks up the secrets connections name (os.LookupEnv when nil).
+	// Env looks up the secrets connections and HTTP hooks' "env:NAME"
+	// headers name (os.LookupEnv when nil).
 	Env connector.LookupEnv
 	// Open, when set, opens every target instead of Connectors (tests).
 	Open Opener
@@ -79,13 +83,19 @@ type Options struct {
 	OnRequest func(connection string, status int, took time.Duration)
 	// LeaseTTL is how long a run's claim on its sync lasts without renewal
 	// (renewed every third of it): a run paused for longer loses the sync
-	// to the next run and writes nothing more. Default 30s.
+	// to the next run and writes nothing more. Default DefaultLeaseTTL.
 	LeaseTTL time.Duration
 }
+
+// DefaultLeaseTTL is how long a run's claim lasts without renewal.
+const DefaultLeaseTTL = lease.DefaultTTL
 
 // New returns an engine. db is the warehouse, which also holds Ferry's state
 // (schema ferry) and the link tables; it must be migrated.
 func New(db *pgxpool.Pool, projects Projects, opts Options) *Engine {
+	if opts.Env == nil {
+		opts.Env = os.LookupEnv
+	}
 	if opts.Open == nil {
 		opts.Open = registryOpener(opts.Connectors, opts.Env)
 	}
@@ -93,7 +103,8 @@ func New(db *pgxpool.Pool, projects Projects, opts Options) *Engine {
 		opts.Logger = slog.Default()
 	}
 	return &Engine{db: db, q: queries.New(db), projects: projects, open: opts.Open, log: opts.Logger, pool: opts.ScriptPool,
-		isolation: opts.ScriptIsolation, holder: lease.Holder(), leaseTTL: opts.LeaseTTL, onRequest: opts.OnRequest, redact: connector.NewRedactor()}
+		isolation: opts.ScriptIsolation, holder: lease.Holder(), leaseTTL: opts.LeaseTTL, onRequest: opts.OnRequest, redact: connector.NewRedactor(),
+		env: opts.Env}
 }
 
 // registryOpener opens targets through the registered kinds; a connection

@@ -337,8 +337,8 @@ func (h *host) Log(msg string) {
 // error messages. One run at a time per script, across processes; the run
 // is recorded in ferry.runs as sync "script:<name>", with what it printed
 // as its log.
-func (e *Engine) RunScript(ctx context.Context, name, file string, src []byte, loadDir string) ([]string, error) {
-	runCtx, sr, err := e.beginScript(ctx, name)
+func (e *Engine) RunScript(ctx context.Context, name, file string, src []byte, loadDir string, origin Origin) ([]string, error) {
+	runCtx, sr, err := e.beginScript(ctx, name, origin)
 	if err != nil {
 		return nil, err
 	}
@@ -346,8 +346,8 @@ func (e *Engine) RunScript(ctx context.Context, name, file string, src []byte, l
 }
 
 // StartScript is RunScript in the background, like Start.
-func (e *Engine) StartScript(ctx context.Context, name, file string, src []byte, loadDir string) (*Started, error) {
-	runCtx, sr, err := e.beginScript(ctx, name)
+func (e *Engine) StartScript(ctx context.Context, name, file string, src []byte, loadDir string, origin Origin) (*Started, error) {
+	runCtx, sr, err := e.beginScript(ctx, name, origin)
 	if err != nil {
 		return nil, err
 	}
@@ -374,11 +374,11 @@ type scriptRun struct {
 }
 
 // beginScript claims a script and records its run.
-func (e *Engine) beginScript(ctx context.Context, name string) (context.Context, *scriptRun, error) {
+func (e *Engine) beginScript(ctx context.Context, name string, origin Origin) (context.Context, *scriptRun, error) {
 	what := "script " + name
 	var runID int64
 	ctx, l, err := e.claim(ctx, what, "script:"+name, func(ctx context.Context, tx pgx.Tx) (int64, error) {
-		row, err := e.q.WithTx(tx).RunStart(ctx, "script:"+name)
+		row, err := e.q.WithTx(tx).RunStart(ctx, origin.params("script:"+name))
 		if err != nil {
 			return 0, fmt.Errorf("%s: recording the run: %w", what, err)
 		}

@@ -2,10 +2,13 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/ferry-sync/ferry/engine/connector"
 	"github.com/ferry-sync/ferry/engine/internal/linktable"
 	"github.com/ferry-sync/ferry/queries"
+	"github.com/jackc/pgx/v5"
 )
 
 // LinkFilter narrows a page of link rows: "" for any.
@@ -74,3 +77,16 @@ func (e *Engine) CheckConnection(ctx context.Context, name string) error {
 type NotFoundError struct{ What string }
 
 func (e *NotFoundError) Error() string { return e.What + " does not exist" }
+
+// Running returns the id of the run that holds a sync's claim now (what
+// "sync" or "script"), or 0 when none does.
+func (e *Engine) Running(ctx context.Context, what, name string) (int64, error) {
+	id, err := e.q.LeaseRunning(ctx, what+":"+name)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%s %s: reading its claim: %w", what, name, err)
+	}
+	return id, nil
+}

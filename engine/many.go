@@ -30,6 +30,11 @@ func (sel Selection) order(p *project.Project) ([]*project.Sync, error) {
 // result says so, with status not_started): its records would only fail.
 // Other syncs go on. It returns one result per sync, in order; the error
 // is about the selection (an unknown sync or group).
+//
+// A group's hooks run once around it: its before hooks before the first
+// sync (one that fails starts none, and every result says why), its after
+// hooks inside the last sync's run, after that sync's own, when every sync
+// synced (see runner.afterHooks for what a failing one does).
 func (e *Engine) RunMany(ctx context.Context, sel Selection, opts RunOptions) ([]*RunResult, error) {
 	p, err := e.Project(ctx)
 	if err != nil {
@@ -39,16 +44,33 @@ func (e *Engine) RunMany(ctx context.Context, sel Selection, opts RunOptions) ([
 	if err != nil {
 		return nil, err
 	}
+	group := groupHooksOf(p, sel, opts)
+	if group != nil && len(group.hooks.Before) > 0 {
+		if err := e.runHooks(ctx, "before", group.hooks.Before, project.ProjectFile, "groups."+group.name+".hooks"); err != nil {
+			// What the group's syncs read was not refreshed: none starts.
+			msg := fmt.Sprintf("not started: group %s: %v", group.name, err)
+			e.log.Error("a group's before hook failed; none of its syncs started", "group", group.name, "err", err)
+			out := make([]*RunResult, 0, len(syncs))
+			for _, s := range syncs {
+				out = append(out, &RunResult{Sync: s.Name, Status: RunNotStarted, Error: msg})
+			}
+			return out, nil
+		}
+	}
 	failed := map[string]string{}
 	var out []*RunResult
-	for _, s := range syncs {
+	for i, s := range syncs {
 		if parent := failedParent(s, failed); parent != "" {
 			msg := fmt.Sprintf("not started: its parent %s %s", parent, failed[parent])
 			out = append(out, &RunResult{Sync: s.Name, Status: RunNotStarted, Error: msg})
 			failed[s.Name] = "was not started"
 			continue
 		}
-		res, err := e.Run(ctx, s.Name, opts)
+		runOpts := opts
+		if group != nil && len(group.hooks.After) > 0 && i == len(syncs)-1 && allSynced(out) {
+			runOpts.groupAfter = group
+		}
+		res, err := e.Run(ctx, s.Name, runOpts)
 		if res == nil {
 			res = &RunResult{Sync: s.Name}
 		}
@@ -69,6 +91,31 @@ func (e *Engine) RunMany(ctx context.Context, sel Selection, opts RunOptions) ([
 		}
 	}
 	return out, nil
+}
+
+// groupHooksOf returns the hooks of the group a selection runs, or nil: a
+// selection of syncs runs no group's hooks, nor does a dry run.
+func groupHooksOf(p *project.Project, sel Selection, opts RunOptions) *groupHooks {
+	if sel.Group == "" || opts.DryRun || opts.IDs != nil {
+		return nil
+	}
+	g, ok := p.Groups[sel.Group]
+	if !ok || g.Hooks == nil {
+		return nil
+	}
+	return &groupHooks{name: sel.Group, hooks: g.Hooks}
+}
+
+// allSynced says whether every run so far synced its scope (succeeded, with
+// or without record errors). A group's after hooks run only then, like a
+// sync's: they would publish a group that is partly stale.
+func allSynced(results []*RunResult) bool {
+	for _, r := range results {
+		if r.Status != RunSucceeded && r.Status != RunSucceededWithErrors {
+			return false
+		}
+	}
+	return true
 }
 
 func failedParent(s *project.Sync, failed map[string]string) string {

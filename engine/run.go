@@ -46,8 +46,50 @@ type RunOptions struct {
 	// planned names the syncs a plan runs before this one: a child whose
 	// parent is not linked yet waits for it instead of failing.
 	planned map[string]bool
+	// groupAfter are the after hooks of the group whose last sync this
+	// run is (RunMany): they run after the sync's own, inside its run, so
+	// that their failure is recorded like any after hook's.
+	groupAfter *groupHooks
 	// Progress is called after every page.
 	Progress func(Progress)
+	// Origin says what started the run; its run row records it.
+	Origin Origin
+}
+
+// Origin says what started a run: the run row keeps it, so an analyst can
+// tell a scheduled run from a manual one and see how long it queued.
+type Origin struct {
+	// Trigger is cli (the default), api, schedule, catchup or rescue.
+	Trigger string
+	// Replica names the server process that ran it.
+	Replica string
+	// JobID is the queue job the run is the work of (0: not queued).
+	JobID int64
+	// Tick is the schedule time the run stands for.
+	Tick time.Time
+	// QueuedAt is when it was queued.
+	QueuedAt time.Time
+}
+
+// params are the run row's fields for it.
+func (o Origin) params(sync string) queries.RunStartParams {
+	p := queries.RunStartParams{Sync: sync, TriggeredBy: o.Trigger}
+	if p.TriggeredBy == "" {
+		p.TriggeredBy = "cli"
+	}
+	if o.Replica != "" {
+		p.Replica = &o.Replica
+	}
+	if o.JobID != 0 {
+		p.JobID = &o.JobID
+	}
+	if !o.Tick.IsZero() {
+		p.Tick = &o.Tick
+	}
+	if !o.QueuedAt.IsZero() {
+		p.QueuedAt = &o.QueuedAt
+	}
+	return p
 }
 
 // Progress is reported after every page of a run.
@@ -307,7 +349,7 @@ func (r *runner) begin(ctx context.Context) (context.Context, error) {
 			return 0, fmt.Errorf("sync %s: closing interrupted runs: %w", s.Name, err)
 		}
 		interrupted = n
-		row, err := q.RunStart(ctx, s.Name)
+		row, err := q.RunStart(ctx, r.opts.Origin.params(s.Name))
 		if err != nil {
 			return 0, fmt.Errorf("sync %s: recording the run: %w", s.Name, err)
 		}
@@ -338,6 +380,11 @@ func (r *runner) body(ctx context.Context) (runErr error) {
 		defer r.lease.Release(ctx)
 		defer func() { r.finish(context.WithoutCancel(ctx), runErr) }()
 		defer func() { runErr = lostClaim(ctx, what, runErr) }()
+	}
+	// Before hooks refresh what the scope reads, so they end before the
+	// scope is even described; a failing one fails the run with nothing read.
+	if err := r.beforeHooks(ctx); err != nil {
+		return err
 	}
 
 	readConn, err := r.e.db.Acquire(ctx)
@@ -386,6 +433,12 @@ func (r *runner) body(ctx context.Context) (runErr error) {
 	}
 	if err == nil && writes {
 		r.analyzeLinks(ctx)
+	}
+	// After hooks follow a run that synced its scope (succeeded, with or
+	// without record errors), never a failed or stopped one; the run row is
+	// finished after them, so the claim is held while they run.
+	if err == nil && r.res.Status != RunStopped {
+		r.afterHooks(ctx)
 	}
 	return err
 }

@@ -26,13 +26,13 @@ def main(pq):
     pq.set_state(state)
     print("run", state["runs"], "wrote", len(rows))
 `)
-	printed, err := b.eng.RunScript(context.Background(), "copy_companies", "copy_companies.star", src, "")
+	printed, err := b.eng.RunScript(context.Background(), "copy_companies", "copy_companies.star", src, "", engine.Origin{})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"run 1 wrote 2"}, printed)
 	require.Len(t, b.target.Records("partners"), 2)
 
 	b.exec(`UPDATE crm.companies SET name = 'Acme 2' WHERE id = 1`)
-	printed, err = b.eng.RunScript(context.Background(), "copy_companies", "copy_companies.star", src, "")
+	printed, err = b.eng.RunScript(context.Background(), "copy_companies", "copy_companies.star", src, "", engine.Origin{})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"run 2 wrote 2"}, printed, "the state survived between runs")
 	partners := b.target.Records("partners")
@@ -52,12 +52,12 @@ def main(pq):
 func TestDataSyncScriptErrors(t *testing.T) {
 	t.Parallel()
 	b := setupScript(t, companiesSync())
-	_, err := b.eng.RunScript(context.Background(), "bad", "bad.star", []byte("def main(pq):\n    pq.dbconnect('warehouse').fetch('DELETE FROM crm.companies')\n"), "")
+	_, err := b.eng.RunScript(context.Background(), "bad", "bad.star", []byte("def main(pq):\n    pq.dbconnect('warehouse').fetch('DELETE FROM crm.companies')\n"), "", engine.Origin{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "bad.star:2")
 	assert.Contains(t, err.Error(), "read-only transaction")
 
-	_, err = b.eng.RunScript(context.Background(), "nomain", "nomain.star", []byte("x = 1\n"), "")
+	_, err = b.eng.RunScript(context.Background(), "nomain", "nomain.star", []byte("x = 1\n"), "", engine.Origin{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "main")
 }

@@ -143,6 +143,19 @@ func (q *Queries) LeaseRenew(ctx context.Context, arg LeaseRenewParams) (time.Ti
 	return expires_at, err
 }
 
+const leaseRunning = `-- name: LeaseRunning :one
+SELECT run_id::bigint FROM ferry.leases
+WHERE name = $1 AND expires_at > now() AND run_id IS NOT NULL
+`
+
+// The run that holds a live lease, if any.
+func (q *Queries) LeaseRunning(ctx context.Context, name string) (int64, error) {
+	row := q.db.QueryRow(ctx, leaseRunning, name)
+	var run_id int64
+	err := row.Scan(&run_id)
+	return run_id, err
+}
+
 const leaseSetRun = `-- name: LeaseSetRun :execrows
 UPDATE ferry.leases SET run_id = $1 WHERE name = $2 AND epoch = $3
 `

@@ -7,11 +7,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
 )
 
 //go:embed migrations/*.sql
@@ -88,6 +91,13 @@ func MigrationsHash() (string, error) {
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00", bootstrapSQL)
+	river, err := riverMigrator()
+	if err != nil {
+		return "", err
+	}
+	for _, m := range river.AllVersions() {
+		fmt.Fprintf(h, "river %d\x00%s\x00", m.Version, m.SQLUp)
+	}
 	for _, m := range ms {
 		fmt.Fprintf(h, "%d\x00%s\x00", m.Version, m.SQL)
 	}
@@ -193,7 +203,58 @@ func migrate(ctx context.Context, conn interface {
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("migrate: committing: %w", err)
 	}
+	// n counts Ferry's own migrations: River's are its business.
+	if _, err := migrateQueue(ctx, conn); err != nil {
+		return n, err
+	}
 	return n, nil
+}
+
+// migrateQueue migrates the run queue's tables (River's, in the ferry
+// schema), one River version per transaction under the migration lock:
+// some of them add an enum value a later one uses, which PostgreSQL allows
+// only once the first has committed.
+func migrateQueue(ctx context.Context, conn interface {
+	Begin(context.Context) (pgx.Tx, error)
+}) (int, error) {
+	river, err := riverMigrator()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, v := range river.AllVersions() {
+		applied, err := func() (int, error) {
+			tx, err := conn.Begin(ctx)
+			if err != nil {
+				return 0, fmt.Errorf("migrate: starting transaction: %w", err)
+			}
+			defer tx.Rollback(ctx)
+			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrateLockKey)); err != nil {
+				return 0, fmt.Errorf("migrate: taking the migration lock: %w", err)
+			}
+			//lint:ignore SA1019 one version per transaction (what Migrate does) but under Ferry's migration lock, which Migrate cannot take
+			res, err := river.MigrateTx(ctx, tx, rivermigrate.DirectionUp, &rivermigrate.MigrateOpts{TargetVersion: v.Version})
+			if err != nil {
+				return 0, fmt.Errorf("migrate: applying the run queue's migration %d: %w", v.Version, err)
+			}
+			return len(res.Versions), tx.Commit(ctx)
+		}()
+		if err != nil {
+			return n, err
+		}
+		n += applied
+	}
+	return n, nil
+}
+
+// riverMigrator migrates the run queue's tables (River's) in the ferry
+// schema.
+func riverMigrator() (*rivermigrate.Migrator[pgx.Tx], error) {
+	m, err := rivermigrate.New(riverpgxv5.New(nil), &rivermigrate.Config{Schema: "ferry", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, fmt.Errorf("migrate: the run queue's migrations: %w", err)
+	}
+	return m, nil
 }
 
 // CheckMigrated reports whether the database has every migration this

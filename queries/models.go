@@ -7,6 +7,8 @@ package queries
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 type FerryBookmark struct {
@@ -69,6 +71,11 @@ type FerryRun struct {
 	Lookups        int64      `json:"lookups"`
 	Reconcile      bool       `json:"reconcile"`
 	Caught         int64      `json:"caught"`
+	TriggeredBy    string     `json:"triggered_by"`
+	Replica        *string    `json:"replica"`
+	JobID          *int64     `json:"job_id"`
+	Tick           *time.Time `json:"tick"`
+	QueuedAt       *time.Time `json:"queued_at"`
 }
 
 type FerryRunError struct {
@@ -78,6 +85,12 @@ type FerryRunError struct {
 	Class     string    `json:"class"`
 	Message   string    `json:"message"`
 	CreatedAt time.Time `json:"created_at"`
+}
+
+type FerryScheduleTick struct {
+	Kind     string    `json:"kind"`
+	Name     string    `json:"name"`
+	LastTick time.Time `json:"last_tick"`
 }
 
 type FerryScriptState struct {
@@ -104,6 +117,20 @@ type FerryToken struct {
 	ExpiresAt  *time.Time `json:"expires_at"`
 	RevokedAt  *time.Time `json:"revoked_at"`
 	LastUsedAt *time.Time `json:"last_used_at"`
+}
+
+type FerryWebhookDelivery struct {
+	ID         int64       `json:"id"`
+	DeliveryID string      `json:"delivery_id"`
+	Url        string      `json:"url"`
+	Event      string      `json:"event"`
+	Sync       string      `json:"sync"`
+	RunID      *int64      `json:"run_id"`
+	Attempt    int32       `json:"attempt"`
+	StatusCode pgtype.Int4 `json:"status_code"`
+	Error      *string     `json:"error"`
+	DurationMs int32       `json:"duration_ms"`
+	CreatedAt  time.Time   `json:"created_at"`
 }
 
 type FerryWriteIntent struct {

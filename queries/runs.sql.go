@@ -10,6 +10,44 @@ import (
 	"time"
 )
 
+const runByJob = `-- name: RunByJob :one
+SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught, triggered_by, replica, job_id, tick, queued_at FROM ferry.runs WHERE job_id = $1 ORDER BY id DESC LIMIT 1
+`
+
+// The latest run a queue job started, if any: a job retried after its
+// replica died finds the run it already started.
+func (q *Queries) RunByJob(ctx context.Context, jobID *int64) (FerryRun, error) {
+	row := q.db.QueryRow(ctx, runByJob, jobID)
+	var i FerryRun
+	err := row.Scan(
+		&i.ID,
+		&i.Sync,
+		&i.Status,
+		&i.StartedAt,
+		&i.FinishedAt,
+		&i.Read,
+		&i.Inserted,
+		&i.Updated,
+		&i.Unchanged,
+		&i.Skipped,
+		&i.Invalid,
+		&i.Failed,
+		&i.TargetCalls,
+		&i.BookmarkBefore,
+		&i.BookmarkAfter,
+		&i.Error,
+		&i.Lookups,
+		&i.Reconcile,
+		&i.Caught,
+		&i.TriggeredBy,
+		&i.Replica,
+		&i.JobID,
+		&i.Tick,
+		&i.QueuedAt,
+	)
+	return i, err
+}
+
 const runCloseInterrupted = `-- name: RunCloseInterrupted :execrows
 UPDATE ferry.runs SET
     status = 'failed',
@@ -204,7 +242,7 @@ func (q *Queries) RunFinishScript(ctx context.Context, arg RunFinishScriptParams
 }
 
 const runGet = `-- name: RunGet :one
-SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught FROM ferry.runs WHERE id = $1
+SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught, triggered_by, replica, job_id, tick, queued_at FROM ferry.runs WHERE id = $1
 `
 
 func (q *Queries) RunGet(ctx context.Context, id int64) (FerryRun, error) {
@@ -230,12 +268,17 @@ func (q *Queries) RunGet(ctx context.Context, id int64) (FerryRun, error) {
 		&i.Lookups,
 		&i.Reconcile,
 		&i.Caught,
+		&i.TriggeredBy,
+		&i.Replica,
+		&i.JobID,
+		&i.Tick,
+		&i.QueuedAt,
 	)
 	return i, err
 }
 
 const runList = `-- name: RunList :many
-SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught FROM ferry.runs
+SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught, triggered_by, replica, job_id, tick, queued_at FROM ferry.runs
 WHERE ($1::text = '' OR sync = $1)
   AND ($2::text = '' OR status = $2)
   AND ($3::bigint = 0 OR id < $3)
@@ -285,6 +328,11 @@ func (q *Queries) RunList(ctx context.Context, arg RunListParams) ([]FerryRun, e
 			&i.Lookups,
 			&i.Reconcile,
 			&i.Caught,
+			&i.TriggeredBy,
+			&i.Replica,
+			&i.JobID,
+			&i.Tick,
+			&i.QueuedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -297,7 +345,7 @@ func (q *Queries) RunList(ctx context.Context, arg RunListParams) ([]FerryRun, e
 }
 
 const runListBySync = `-- name: RunListBySync :many
-SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught FROM ferry.runs WHERE sync = $1 ORDER BY started_at DESC, id DESC LIMIT $2
+SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught, triggered_by, replica, job_id, tick, queued_at FROM ferry.runs WHERE sync = $1 ORDER BY started_at DESC, id DESC LIMIT $2
 `
 
 type RunListBySyncParams struct {
@@ -334,6 +382,11 @@ func (q *Queries) RunListBySync(ctx context.Context, arg RunListBySyncParams) ([
 			&i.Lookups,
 			&i.Reconcile,
 			&i.Caught,
+			&i.TriggeredBy,
+			&i.Replica,
+			&i.JobID,
+			&i.Tick,
+			&i.QueuedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -346,18 +399,88 @@ func (q *Queries) RunListBySync(ctx context.Context, arg RunListBySyncParams) ([
 }
 
 const runStart = `-- name: RunStart :one
-INSERT INTO ferry.runs (sync) VALUES ($1)
+INSERT INTO ferry.runs (sync, triggered_by, replica, job_id, tick, queued_at)
+VALUES ($1, $2, $3, $4, $5, $6)
 RETURNING id, started_at
 `
+
+type RunStartParams struct {
+	Sync        string     `json:"sync"`
+	TriggeredBy string     `json:"triggered_by"`
+	Replica     *string    `json:"replica"`
+	JobID       *int64     `json:"job_id"`
+	Tick        *time.Time `json:"tick"`
+	QueuedAt    *time.Time `json:"queued_at"`
+}
 
 type RunStartRow struct {
 	ID        int64     `json:"id"`
 	StartedAt time.Time `json:"started_at"`
 }
 
-func (q *Queries) RunStart(ctx context.Context, sync string) (RunStartRow, error) {
-	row := q.db.QueryRow(ctx, runStart, sync)
+func (q *Queries) RunStart(ctx context.Context, arg RunStartParams) (RunStartRow, error) {
+	row := q.db.QueryRow(ctx, runStart,
+		arg.Sync,
+		arg.TriggeredBy,
+		arg.Replica,
+		arg.JobID,
+		arg.Tick,
+		arg.QueuedAt,
+	)
 	var i RunStartRow
 	err := row.Scan(&i.ID, &i.StartedAt)
 	return i, err
+}
+
+const runStartedAfter = `-- name: RunStartedAfter :one
+SELECT EXISTS (SELECT 1 FROM ferry.runs r WHERE r.sync = $1 AND r.id > $2)::bool
+`
+
+type RunStartedAfterParams struct {
+	Sync string `json:"sync"`
+	ID   int64  `json:"id"`
+}
+
+// Whether the sync ran again after run @id: a rescued job whose work was
+// taken over by another run has nothing left to do.
+func (q *Queries) RunStartedAfter(ctx context.Context, arg RunStartedAfterParams) (bool, error) {
+	row := q.db.QueryRow(ctx, runStartedAfter, arg.Sync, arg.ID)
+	var column_1 bool
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
+const runsOrphaned = `-- name: RunsOrphaned :many
+SELECT r.id, r.sync, r.job_id::bigint AS job_id
+FROM ferry.runs r JOIN ferry.leases l ON l.run_id = r.id
+WHERE r.status = 'running' AND r.job_id IS NOT NULL
+  AND l.expires_at < now() AND l.expires_at > '-infinity'
+`
+
+type RunsOrphanedRow struct {
+	ID    int64  `json:"id"`
+	Sync  string `json:"sync"`
+	JobID int64  `json:"job_id"`
+}
+
+// Queued runs whose process stopped renewing their lease without releasing
+// it: their replica died mid-run, and the run has to be given to another.
+func (q *Queries) RunsOrphaned(ctx context.Context) ([]RunsOrphanedRow, error) {
+	rows, err := q.db.Query(ctx, runsOrphaned)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []RunsOrphanedRow{}
+	for rows.Next() {
+		var i RunsOrphanedRow
+		if err := rows.Scan(&i.ID, &i.Sync, &i.JobID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

@@ -61,6 +61,9 @@ type cli struct {
 	// environment, except in the demo, which adds its databases' URLs
 	// without touching the process environment.
 	env connector.LookupEnv
+	// poolSize, when set, is the warehouse pool a command needs (ferry
+	// serve: its run workers'), unless the URL sets pool_max_conns.
+	poolSize int32
 }
 
 // usageError is a mistake in how ferry was called.

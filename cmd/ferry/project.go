@@ -93,7 +93,14 @@ func (c *cli) connectNoMigrate(ctx context.Context, urlEnv string) (*pgxpool.Poo
 			return nil, usageError{fmt.Sprintf("no warehouse URL: set %s (or pass --db)", urlEnv)}
 		}
 	}
-	pool, err := pgxpool.New(ctx, url)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("warehouse URL: %w", err)
+	}
+	if c.poolSize > cfg.MaxConns && !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = c.poolSize
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("warehouse URL: %w", err)
 	}

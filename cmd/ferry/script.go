@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ferry-sync/ferry/engine"
 	"github.com/ferry-sync/ferry/engine/project"
 	"github.com/ferry-sync/ferry/scripting"
 )
@@ -56,7 +57,7 @@ func (sr *scriptRunCmd) Run(ctx context.Context, c *cli) error {
 		return err
 	}
 	defer ss.close()
-	printed, err := ss.eng.RunScript(ctx, name, filepath.Base(sr.File), src, filepath.Dir(sr.File))
+	printed, err := ss.eng.RunScript(ctx, name, filepath.Base(sr.File), src, filepath.Dir(sr.File), engine.Origin{})
 	for _, line := range printed {
 		fmt.Fprintln(c.stdout, line)
 	}

@@ -17,6 +17,9 @@ import (
 	"github.com/ferry-sync/ferry/api/auth"
 	"github.com/ferry-sync/ferry/api/projects"
 	"github.com/ferry-sync/ferry/engine"
+	"github.com/ferry-sync/ferry/internal/notify"
+	"github.com/ferry-sync/ferry/internal/runqueue"
+	"github.com/ferry-sync/ferry/internal/scheduler"
 	"github.com/ferry-sync/ferry/internal/secrets"
 	"github.com/ferry-sync/ferry/scripting"
 )
@@ -57,26 +60,36 @@ func (s *server) close() {
 }
 
 type serveCmd struct {
-	Addr string `help:"Address to listen on." default:"127.0.0.1:8080"`
+	Addr      string `help:"Address to listen on." default:"127.0.0.1:8080"`
+	Workers   int    `help:"Runs this replica works at once." default:"4"`
+	Scheduler bool   `help:"Tick the schedules (every replica may; each tick runs once)." default:"true" negatable:""`
+	Replica   string `help:"This replica's name in run rows (default: host and pid)." placeholder:"NAME"`
 }
 
 func (serveCmd) Help() string {
 	return `ferry serve runs the REST API (/api/v1, its OpenAPI document at
-/api/v1/openapi.json) on the warehouse DATABASE_URL (or --db) names,
-migrating Ferry's state first. The configuration it serves is the one
-stored in the warehouse: put a project folder there with ferry import.
-Callers need an API token (ferry token create). Secrets sent through the
-API are encrypted with FERRY_SECRET_KEY (32 bytes, base64; see ferry
-secrets rotate).
+/api/v1/openapi.json), the scheduler and the run queue's workers, on the
+warehouse DATABASE_URL (or --db) names, migrating Ferry's state first.
+Several replicas may serve one warehouse: the run queue is shared, each
+schedule tick runs once on one of them, and a run whose replica died is
+resumed by another. The configuration served is the one stored in the
+warehouse: put a project folder there with ferry import. Callers need an
+API token (ferry token create). Secrets sent through the API are
+encrypted with FERRY_SECRET_KEY (32 bytes, base64; see ferry secrets
+rotate).
 
 Examples:
 
     ferry import ./my-project
     ferry token create --name ci --role editor
-    ferry serve --addr 0.0.0.0:8080`
+    ferry serve --addr 0.0.0.0:8080 --workers 8`
 }
 
 func (cmd *serveCmd) Run(ctx context.Context, c *cli) error {
+	if cmd.Workers < 1 {
+		return usageError{"--workers: at least 1"}
+	}
+	c.poolSize = runqueue.PoolSize(cmd.Workers)
 	srv, err := c.openServer(ctx)
 	if err != nil {
 		return err
@@ -91,18 +104,112 @@ func (cmd *serveCmd) Run(ctx context.Context, c *cli) error {
 		return err
 	}
 	defer scripts.Close()
-	// The engine reports its targets' requests to the API's metrics; the
-	// API is made right after, before any run can start.
+	env := srv.secrets.Env(ctx)
+	// The engine reports its targets' requests, and the queue its runs, to
+	// the API's metrics; the API is made before any run can start.
 	var a *api.Server
 	eng := engine.New(srv.pool, srv.projects, engine.Options{
-		Connectors: connectors(), Env: srv.secrets.Env(ctx), Logger: c.log, ScriptPool: scripts, LeaseTTL: ttl,
+		Connectors: connectors(), Env: env, Logger: c.log, ScriptPool: scripts, LeaseTTL: ttl,
 		OnRequest: func(conn string, status int, took time.Duration) { a.TargetRequest(conn, status, took) },
 	})
-	a = api.New(api.Options{DB: srv.pool, Engine: eng, Projects: srv.projects, Secrets: srv.secrets, Tokens: srv.tokens,
-		Kinds: connectors(), Logger: c.log, Version: version()})
-	return a.Serve(ctx, cmd.Addr, func(addr net.Addr) {
-		c.log.Info("ferry serve: listening", "addr", addr.String(), "api", "http://"+addr.String()+api.Prefix)
+	alerts := notify.New(srv.pool, notify.Options{Env: env, Logger: c.log})
+	defer alerts.Close()
+	queue, err := runqueue.New(runqueue.Options{
+		DB: srv.pool, Engine: eng, Replica: cmd.Replica, Workers: cmd.Workers, Logger: c.log,
+		SweepEvery: sweepEvery(ttl), RescueAfter: rescueAfter(),
+		OnStarted: func(ctx context.Context, args runqueue.Args, runID int64) {
+			a.RunStarted(args, time.Now())
+			if p, err := eng.Project(ctx); err == nil && p.Alerts != nil {
+				alerts.RunStarted(ctx, p.Alerts, notify.Event{RunID: runID, Sync: args.Name, Kind: args.What, Status: "running", Trigger: args.Trigger, StartedAt: time.Now()})
+			}
+		},
+		OnEnded: func(ctx context.Context, e runqueue.Ended) {
+			a.RunEnded(e)
+			if p, err := eng.Project(ctx); err == nil && p.Alerts != nil {
+				for _, ev := range events(e, cmd.Replica) {
+					alerts.RunEnded(ctx, p.Alerts, ev)
+				}
+			}
+		},
 	})
+	if err != nil {
+		return err
+	}
+	var sched *scheduler.Scheduler
+	if cmd.Scheduler {
+		sched, err = scheduler.New(scheduler.Options{DB: srv.pool, Project: eng.Project, Queue: queue, Logger: c.log})
+		if err != nil {
+			return err
+		}
+	}
+	opts := api.Options{DB: srv.pool, Engine: eng, Projects: srv.projects, Secrets: srv.secrets, Tokens: srv.tokens,
+		Kinds: connectors(), Logger: c.log, Version: version(), Queue: queue}
+	if sched != nil {
+		opts.Schedules = sched
+	}
+	a = api.New(opts)
+	if err := queue.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		stop, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := queue.Stop(stop); err != nil {
+			c.log.Warn("ferry serve: stopping the run queue", "err", err)
+		}
+	}()
+	if sched != nil {
+		if err := sched.Start(ctx); err != nil {
+			return err
+		}
+		defer sched.Stop()
+	}
+	return a.Serve(ctx, cmd.Addr, func(addr net.Addr) {
+		c.log.Info("ferry serve: listening", "addr", addr.String(), "api", "http://"+addr.String()+api.Prefix,
+			"replica", queue.Replica(), "workers", cmd.Workers, "scheduler", cmd.Scheduler)
+	})
+}
+
+// sweepEvery is how often a replica looks for runs whose replica died: a
+// few times per claim's life, so that a dead run is resumed soon after
+// its claim expires.
+func sweepEvery(ttl time.Duration) time.Duration {
+	if ttl <= 0 {
+		ttl = engine.DefaultLeaseTTL
+	}
+	return max(ttl/3, 200*time.Millisecond)
+}
+
+// rescueAfterEnv shortens when River closes the job of a dead attempt
+// (tests).
+const rescueAfterEnv = "FERRY_RESCUE_AFTER"
+
+func rescueAfter() time.Duration {
+	d, _ := time.ParseDuration(os.Getenv(rescueAfterEnv))
+	return d
+}
+
+// events are the alerts a job's end makes: one per run it ran.
+func events(e runqueue.Ended, replica string) []notify.Event {
+	var out []notify.Event
+	for _, res := range e.Results {
+		if res == nil {
+			continue
+		}
+		ev := notify.Event{RunID: res.RunID, Sync: strings.TrimPrefix(res.Sync, "script:"), Kind: e.Args.What, Status: string(res.Status),
+			Trigger: e.Args.Trigger, Read: res.Counts.Read, Inserted: res.Counts.Inserted, Updated: res.Counts.Updated,
+			Unchanged: res.Counts.Unchanged, Skipped: res.Counts.Skipped, Invalid: res.Counts.Invalid, Failed: res.Counts.Failed,
+			Error: res.Error, FinishedAt: time.Now(), Replica: replica}
+		if e.Args.What == runqueue.WhatGroup {
+			ev.Kind = runqueue.WhatSync
+		}
+		out = append(out, ev)
+	}
+	if len(out) == 0 && e.Err != nil {
+		out = append(out, notify.Event{Sync: e.Args.Name, Kind: e.Args.What, Status: "failed", Trigger: e.Args.Trigger,
+			Error: e.Err.Error(), FinishedAt: time.Now(), Replica: replica})
+	}
+	return out
 }
 
 type tokenCmd struct {

@@ -28,6 +28,11 @@ type Project struct {
 	Connections map[string]Connection `json:"connections"`
 	Groups      map[string]Group      `json:"groups,omitempty"`
 	SyncsDir    string                `json:"syncs_dir,omitempty"`
+	// Scripts are data-sync scripts the server runs on a schedule, by
+	// file name relative to the project folder.
+	Scripts map[string]Script `json:"scripts,omitempty"`
+	// Alerts say where run events go (webhooks, e-mail).
+	Alerts *Alerts `json:"alerts,omitempty"`
 	// Syncs in the order their files sort in.
 	Syncs []*Sync `json:"-"`
 }
@@ -56,7 +61,11 @@ type Group struct {
 	Syncs []string `json:"syncs"`
 	// KeepOrder runs the syncs as listed instead of ordering them by their
 	// relations.
-	KeepOrder bool `json:"keep_order,omitempty"`
+	KeepOrder bool      `json:"keep_order,omitempty"`
+	Schedule  *Schedule `json:"schedule,omitempty"`
+	// Hooks run once around the whole group (the syncs' own hooks run
+	// around each sync).
+	Hooks *Hooks `json:"hooks,omitempty"`
 }
 
 // ConfigError is one problem in a project's files.
@@ -247,6 +256,30 @@ func (p *Project) check() []error {
 				errs = append(errs, &ConfigError{File: ProjectFile, Field: fmt.Sprintf("groups.%s.syncs[%d]", name, i), Message: fmt.Sprintf("unknown sync %q", sn)})
 			}
 		}
+		if g.Schedule != nil {
+			errs = append(errs, g.Schedule.check(ProjectFile, "groups."+name+".schedule")...)
+		}
+		if g.Hooks != nil {
+			errs = append(errs, g.Hooks.check(ProjectFile, "groups."+name+".hooks")...)
+		}
+	}
+	for name, sc := range p.Scripts {
+		field := "scripts." + name
+		if !strings.HasSuffix(name, ".star") || strings.Contains(name, "..") || filepath.IsAbs(name) {
+			errs = append(errs, &ConfigError{File: ProjectFile, Field: field, Message: "name a .star file inside the project folder"})
+		} else if p.Dir != "" {
+			if _, err := os.Stat(filepath.Join(p.Dir, name)); err != nil {
+				errs = append(errs, &ConfigError{File: ProjectFile, Field: field, Message: fmt.Sprintf("%s does not exist in the project folder", name)})
+			}
+		}
+		if sc.Schedule == nil {
+			errs = append(errs, &ConfigError{File: ProjectFile, Field: field + ".schedule", Message: "a script listed here needs a schedule"})
+		} else {
+			errs = append(errs, sc.Schedule.check(ProjectFile, field+".schedule")...)
+		}
+	}
+	if p.Alerts != nil {
+		errs = append(errs, p.Alerts.check()...)
 	}
 	return errs
 }
@@ -258,6 +291,12 @@ func (s *Sync) check() []error {
 	}
 	if !namePattern.MatchString(s.Name) {
 		bad("name", "%q is not a valid sync name: use lower-case letters, digits and _ (it names the link table link_tables.<name>)", s.Name)
+	}
+	if s.Schedule != nil {
+		errs = append(errs, s.Schedule.check(s.FileOrName(), "schedule")...)
+	}
+	if s.Hooks != nil {
+		errs = append(errs, s.Hooks.check(s.FileOrName(), "hooks")...)
 	}
 	sources := 0
 	for _, v := range []string{s.Source.Table, s.Source.Query} {

@@ -56,6 +56,10 @@ type Sync struct {
 	// instead of letting it burn through every record (default: 45 of the
 	// last 50).
 	ErrorBudget *ErrorBudget `json:"error_budget,omitempty"`
+	// Schedule says when ferry serve runs it.
+	Schedule *Schedule `json:"schedule,omitempty"`
+	// Hooks run before (refresh what the scope reads) and after it.
+	Hooks *Hooks `json:"hooks,omitempty"`
 
 	// File is where the sync was loaded from, for error messages.
 	File string `json:"-"`

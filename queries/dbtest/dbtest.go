@@ -62,10 +62,29 @@ func NewPool(t testing.TB) *pgxpool.Pool {
 	return Open(t, NewURL(t))
 }
 
+// NewPoolSized is NewPool with room for maxConns connections (a server
+// with run workers needs more than the default).
+func NewPoolSized(t testing.TB, maxConns int32) *pgxpool.Pool {
+	t.Helper()
+	return open(t, NewURL(t), maxConns)
+}
+
 // Open opens a pool on url, closed when t ends.
 func Open(t testing.TB, dbURL string) *pgxpool.Pool {
 	t.Helper()
-	pool, err := pgxpool.New(context.Background(), dbURL)
+	return open(t, dbURL, 0)
+}
+
+func open(t testing.TB, dbURL string, maxConns int32) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		t.Fatalf("dbtest: parsing %s: %v", redact(dbURL), err)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("dbtest: opening %s: %v", redact(dbURL), err)
 	}

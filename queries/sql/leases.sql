@@ -55,3 +55,8 @@ UPDATE ferry.leases SET
     expires_at = now() + make_interval(secs => @ttl_seconds::float8)
 WHERE name = @name AND epoch = @epoch
 RETURNING epoch, expires_at;
+
+-- name: LeaseRunning :one
+-- The run that holds a live lease, if any.
+SELECT run_id::bigint FROM ferry.leases
+WHERE name = @name AND expires_at > now() AND run_id IS NOT NULL;

@@ -1,5 +1,6 @@
 -- name: RunStart :one
-INSERT INTO ferry.runs (sync) VALUES (@sync)
+INSERT INTO ferry.runs (sync, triggered_by, replica, job_id, tick, queued_at)
+VALUES (@sync, @triggered_by, sqlc.narg('replica'), sqlc.narg('job_id'), sqlc.narg('tick'), sqlc.narg('queued_at'))
 RETURNING id, started_at;
 
 -- name: RunFinish :exec
@@ -61,3 +62,21 @@ ORDER BY e.id DESC LIMIT @max_rows;
 
 -- name: RunFinishScript :exec
 UPDATE ferry.runs SET status = @status, finished_at = now(), error = sqlc.narg('error') WHERE id = @id;
+
+-- name: RunByJob :one
+-- The latest run a queue job started, if any: a job retried after its
+-- replica died finds the run it already started.
+SELECT * FROM ferry.runs WHERE job_id = @job_id ORDER BY id DESC LIMIT 1;
+
+-- name: RunStartedAfter :one
+-- Whether the sync ran again after run @id: a rescued job whose work was
+-- taken over by another run has nothing left to do.
+SELECT EXISTS (SELECT 1 FROM ferry.runs r WHERE r.sync = @sync AND r.id > @id)::bool;
+
+-- name: RunsOrphaned :many
+-- Queued runs whose process stopped renewing their lease without releasing
+-- it: their replica died mid-run, and the run has to be given to another.
+SELECT r.id, r.sync, r.job_id::bigint AS job_id
+FROM ferry.runs r JOIN ferry.leases l ON l.run_id = r.id
+WHERE r.status = 'running' AND r.job_id IS NOT NULL
+  AND l.expires_at < now() AND l.expires_at > '-infinity';
