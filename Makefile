@@ -53,5 +53,5 @@ verify: ## fail if generated code drifted, code is unformatted, or vet, staticch
 bench: ## run the benchmarks (engine, connectors, scripting) and print their figures
 	@$(DB_UP)
 	@# Whole runs are measured once each; micro-benchmarks iterate as usual.
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 60m ./engine/ ./api/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 60m ./engine/ ./api/ ./internal/scheduler/
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./engine/connector/... ./scripting/...

@@ -288,3 +288,33 @@ func seq(from, to, step int) []int {
 	}
 	return out
 }
+
+// A schedule set through the API is listed with its next run; a bad one is
+// refused with the JSON path of the field.
+func TestSchedulesThroughTheAPI(t *testing.T) {
+	t.Parallel()
+	ts := newServer(t, secretKey(t))
+	exec(t, ts.db, crmSQL)
+	erpURL := dbtest.NewEmptyURL(t)
+	exec(t, dbtest.Open(t, erpURL), erpSQL)
+	ts.ok(auth.Admin, http.MethodPut, "/api/v1/connections/erp", map[string]any{"kind": "postgres", "settings": map[string]any{"url_env": "ERP_URL"}, "secrets": map[string]string{"ERP_URL": erpURL}})
+	sync := map[string]any{"source": map[string]any{"table": "crm.companies"}, "target": map[string]any{"connection": "erp", "object": "partners"},
+		"mapping": []any{map[string]any{"source": "name", "target": "name"}}, "schedule": map[string]any{"cron": "0 */6 * * *", "timezone": "Mars/Olympus"}}
+	status, body, raw := ts.call(auth.Editor, http.MethodPut, "/api/v1/syncs/companies", sync)
+	require.Equal(t, http.StatusUnprocessableEntity, status, raw)
+	assert.Contains(t, raw, `"path":"schedule.timezone"`)
+	assert.Contains(t, body["error"].(map[string]any)["fields"].([]any)[0].(map[string]any)["message"], "IANA time zone")
+
+	sync["schedule"] = map[string]any{"cron": "0 */6 * * *", "timezone": "Europe/Brussels"}
+	ts.ok(auth.Editor, http.MethodPut, "/api/v1/syncs/companies", sync)
+	list := ts.ok(auth.Viewer, http.MethodGet, "/api/v1/schedules", nil)["schedules"].([]any)
+	require.Len(t, list, 1)
+	entry := list[0].(map[string]any)
+	assert.Equal(t, "cron 0 */6 * * * Europe/Brussels", entry["spec"])
+	next, err := time.Parse(time.RFC3339, entry["next"].(string))
+	require.NoError(t, err)
+	brussels, err := time.LoadLocation("Europe/Brussels")
+	require.NoError(t, err)
+	assert.Zero(t, next.In(brussels).Hour()%6, "next run on a multiple of 6 hours, Brussels time")
+	assert.WithinDuration(t, time.Now().Add(3*time.Hour), next, 3*time.Hour)
+}

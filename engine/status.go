@@ -45,7 +45,11 @@ type SyncStatus struct {
 	Bookmark      string               `json:"bookmark,omitempty"`
 	ReconciledAt  *time.Time           `json:"reconciled_at,omitempty"`
 	NextReconcile *time.Time           `json:"next_reconcile,omitempty"`
-	Runs          []Run                `json:"runs"`
+	// Schedule is the sync's schedule in words, NextRun its next tick
+	// (none while paused): ferry serve runs it then.
+	Schedule string     `json:"schedule,omitempty"`
+	NextRun  *time.Time `json:"next_run,omitempty"`
+	Runs     []Run      `json:"runs"`
 }
 
 // Status reports the state of syncs (every sync when names is empty),
@@ -67,6 +71,13 @@ func (e *Engine) Status(ctx context.Context, names []string, limit int) ([]SyncS
 			return nil, fmt.Errorf("%w %q", ErrUnknownSync, name)
 		}
 		st := SyncStatus{Sync: name}
+		if sc := s.Schedule; sc != nil {
+			st.Schedule = sc.String()
+			if !sc.Paused {
+				next := sc.Next(time.Now())
+				st.NextRun = &next
+			}
+		}
 		if st.Links, err = linktable.Counts(ctx, e.db, name); err != nil {
 			return nil, err
 		}

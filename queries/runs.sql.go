@@ -344,6 +344,55 @@ func (q *Queries) RunList(ctx context.Context, arg RunListParams) ([]FerryRun, e
 	return items, nil
 }
 
+const runListByJob = `-- name: RunListByJob :many
+SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught, triggered_by, replica, job_id, tick, queued_at FROM ferry.runs WHERE job_id = $1 ORDER BY id
+`
+
+func (q *Queries) RunListByJob(ctx context.Context, jobID *int64) ([]FerryRun, error) {
+	rows, err := q.db.Query(ctx, runListByJob, jobID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []FerryRun{}
+	for rows.Next() {
+		var i FerryRun
+		if err := rows.Scan(
+			&i.ID,
+			&i.Sync,
+			&i.Status,
+			&i.StartedAt,
+			&i.FinishedAt,
+			&i.Read,
+			&i.Inserted,
+			&i.Updated,
+			&i.Unchanged,
+			&i.Skipped,
+			&i.Invalid,
+			&i.Failed,
+			&i.TargetCalls,
+			&i.BookmarkBefore,
+			&i.BookmarkAfter,
+			&i.Error,
+			&i.Lookups,
+			&i.Reconcile,
+			&i.Caught,
+			&i.TriggeredBy,
+			&i.Replica,
+			&i.JobID,
+			&i.Tick,
+			&i.QueuedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const runListBySync = `-- name: RunListBySync :many
 SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught, triggered_by, replica, job_id, tick, queued_at FROM ferry.runs WHERE sync = $1 ORDER BY started_at DESC, id DESC LIMIT $2
 `

@@ -20,24 +20,25 @@ type CLI struct {
 	Verbose bool             `short:"v" help:"Log debug detail."`
 	Version kong.VersionFlag `help:"Print the version and exit."`
 
-	Run        runCmd     `cmd:"" help:"Run syncs, parents first, and say what each did."`
-	Plan       planCmd    `cmd:"" help:"Show what runs would do, with sample payloads; write nothing."`
-	Test       testCmd    `cmd:"" help:"Show what a run does with one record, step by step."`
-	Status     statusCmd  `cmd:"" help:"Show link rows by status, the latest errors and runs."`
-	Explain    explainCmd `cmd:"" help:"Explain why a record did or did not sync."`
-	Check      checkCmd   `cmd:"" help:"Check syncs against the warehouse and targets; read no rows."`
-	Link       linkCmd    `cmd:"" help:"Create and seed link tables."`
-	Setup      setupCmd   `cmd:"" help:"Create the restricted role that scope queries run as."`
-	Migrate    migrateCmd `cmd:"" help:"Create or upgrade Ferry's state schema in the warehouse."`
-	Script     scriptCmd  `cmd:"" help:"Run data-sync scripts and the tests of transforms."`
-	Demo       demoCmd    `cmd:"" help:"Sync a demo CRM into a demo ERP, change it, sync again."`
-	Serve      serveCmd   `cmd:"" help:"Run the REST API on the configuration stored in the warehouse."`
-	Import     importCmd  `cmd:"" help:"Make a server's stored configuration a project folder's files (diff first)."`
-	Export     exportCmd  `cmd:"" help:"Write a server's stored configuration into a project folder."`
-	Token      tokenCmd   `cmd:"" help:"Create, list and revoke API tokens."`
-	Secrets    secretsCmd `cmd:"" help:"Store, list and rotate the secrets connections name."`
-	VersionCmd versionCmd `cmd:"" name:"version" help:"Print the version."`
-	Help       helpCmd    `cmd:"" help:"Show the help of ferry or of a command."`
+	Run        runCmd      `cmd:"" help:"Run syncs, parents first, and say what each did."`
+	Plan       planCmd     `cmd:"" help:"Show what runs would do, with sample payloads; write nothing."`
+	Test       testCmd     `cmd:"" help:"Show what a run does with one record, step by step."`
+	Status     statusCmd   `cmd:"" help:"Show link rows by status, the latest errors and runs."`
+	Explain    explainCmd  `cmd:"" help:"Explain why a record did or did not sync."`
+	Check      checkCmd    `cmd:"" help:"Check syncs against the warehouse and targets; read no rows."`
+	Link       linkCmd     `cmd:"" help:"Create and seed link tables."`
+	Setup      setupCmd    `cmd:"" help:"Create the restricted role that scope queries run as."`
+	Migrate    migrateCmd  `cmd:"" help:"Create or upgrade Ferry's state schema in the warehouse."`
+	Script     scriptCmd   `cmd:"" help:"Run data-sync scripts and the tests of transforms."`
+	Demo       demoCmd     `cmd:"" help:"Sync a demo CRM into a demo ERP, change it, sync again."`
+	Serve      serveCmd    `cmd:"" help:"Run the REST API, the scheduler and the run queue's workers."`
+	Schedule   scheduleCmd `cmd:"" help:"List the schedules and their next runs."`
+	Import     importCmd   `cmd:"" help:"Make a server's stored configuration a project folder's files (diff first)."`
+	Export     exportCmd   `cmd:"" help:"Write a server's stored configuration into a project folder."`
+	Token      tokenCmd    `cmd:"" help:"Create, list and revoke API tokens."`
+	Secrets    secretsCmd  `cmd:"" help:"Store, list and rotate the secrets connections name."`
+	VersionCmd versionCmd  `cmd:"" name:"version" help:"Print the version."`
+	Help       helpCmd     `cmd:"" help:"Show the help of ferry or of a command."`
 }
 
 type helpCmd struct {

@@ -58,6 +58,7 @@ type runCmd struct {
 	selection
 	Full      bool `help:"Read the whole scope, ignoring the bookmark (unchanged records are still skipped by hash)."`
 	Reconcile bool `help:"Read the whole scope of incremental syncs and count the records incremental reads missed."`
+	ViaServer bool `name:"via-server" help:"Queue the runs for ferry serve (any replica) instead of running them here, and follow them: the syncs are those stored in the warehouse."`
 }
 
 func (runCmd) Help() string {
@@ -70,10 +71,14 @@ Examples:
     ferry run                          # every sync, parents first
     ferry run contacts --full          # one sync, ignoring its bookmark
     ferry run --group crm_to_erp
+    ferry run contacts --via-server    # a server's workers run it
     ferry --project ./my-project run companies contacts`
 }
 
 func (r *runCmd) Run(ctx context.Context, c *cli) error {
+	if r.ViaServer {
+		return c.runViaServer(ctx, r)
+	}
 	ss, err := c.start(ctx)
 	if err != nil {
 		return err
@@ -376,6 +381,13 @@ func printStatus(w io.Writer, st engine.SyncStatus) {
 		}
 		fmt.Fprintf(w, "  %s source id %s (attempts %d): %s\n", r.Status, r.SourceID, r.Attempts, msg)
 	}
+	if st.Schedule != "" {
+		fmt.Fprintf(w, "  schedule %s", st.Schedule)
+		if st.NextRun != nil {
+			fmt.Fprintf(w, "; next run %s (when ferry serve runs)", st.NextRun.Local().Format("2006-01-02 15:04:05"))
+		}
+		fmt.Fprintln(w)
+	}
 	if st.Bookmark != "" {
 		fmt.Fprintf(w, "  bookmark %s", st.Bookmark)
 		if st.NextReconcile != nil {
@@ -385,13 +397,13 @@ func printStatus(w io.Writer, st engine.SyncStatus) {
 	}
 	if len(st.Runs) > 0 {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  run\tstarted\tstatus\tread\tins\tupd\tunch\tfailed\tbookmark")
+		fmt.Fprintln(tw, "  run\tstarted\tby\tstatus\tread\tins\tupd\tunch\tfailed\tbookmark")
 		for _, r := range st.Runs {
 			bm := ""
 			if r.BookmarkAfter != nil {
 				bm = *r.BookmarkAfter
 			}
-			fmt.Fprintf(tw, "  %d\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", r.ID, r.StartedAt.Local().Format("2006-01-02 15:04:05"), r.Status, r.Read, r.Inserted, r.Updated, r.Unchanged, r.Failed, bm)
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", r.ID, r.StartedAt.Local().Format("2006-01-02 15:04:05"), r.TriggeredBy, r.Status, r.Read, r.Inserted, r.Updated, r.Unchanged, r.Failed, bm)
 		}
 		tw.Flush()
 	}

@@ -311,6 +311,19 @@ func (q *Queue) Cancel(ctx context.Context, jobID int64) error {
 	return nil
 }
 
+// Done reports whether a job is over: completed, cancelled or given up.
+func (q *Queue) Done(ctx context.Context, jobID int64) (bool, error) {
+	job, err := q.client.JobGet(ctx, jobID)
+	if err != nil {
+		return false, fmt.Errorf("reading job %d: %w", jobID, err)
+	}
+	switch job.State {
+	case rivertype.JobStateCompleted, rivertype.JobStateCancelled, rivertype.JobStateDiscarded:
+		return true, nil
+	}
+	return false, nil
+}
+
 // RunOf waits up to wait for the run a job started and returns its id (0
 // when it has not started by then).
 func (q *Queue) RunOf(ctx context.Context, jobID int64, wait time.Duration) (int64, error) {

@@ -80,3 +80,6 @@ SELECT r.id, r.sync, r.job_id::bigint AS job_id
 FROM ferry.runs r JOIN ferry.leases l ON l.run_id = r.id
 WHERE r.status = 'running' AND r.job_id IS NOT NULL
   AND l.expires_at < now() AND l.expires_at > '-infinity';
+
+-- name: RunListByJob :many
+SELECT * FROM ferry.runs WHERE job_id = @job_id ORDER BY id;
