@@ -211,3 +211,28 @@ func BenchmarkMillion(b *testing.B) {
 		b.ReportMetric(mb, "peak-MB")
 	})
 }
+
+// BenchmarkSingleStampBatch: an ELT load stamps 100,000 rows with one
+// _sdc_batched_at. After they synced, a run with nothing new must not
+// cost a re-read of the whole batch (they are all inside the overlap
+// window behind the bookmark, and tied on the stamp).
+func BenchmarkSingleStampBatch(b *testing.B) {
+	const rows = 100_000
+	target := &enginetest.Discard{}
+	bb := setupBench(b, rows, target, benchSync())
+	_, err := bb.db.Exec(context.Background(), `UPDATE crm.companies SET _sdc_batched_at = timestamptz '2026-06-01 00:00:00+00'`)
+	require.NoError(b, err)
+	_, err = bb.db.Exec(context.Background(), `VACUUM ANALYZE crm.companies`)
+	require.NoError(b, err)
+	res := runOnce(b, bb, engine.RunOptions{})
+	require.Equal(b, int64(rows), res.Counts.Inserted)
+	b.ResetTimer()
+	var read int64
+	for i := 0; i < b.N; i++ {
+		writes := target.Writes()
+		res := runOnce(b, bb, engine.RunOptions{})
+		require.Equal(b, writes, target.Writes(), "no target call")
+		read += res.Counts.Read
+	}
+	b.ReportMetric(float64(read)/float64(b.N), "rows-read")
+}

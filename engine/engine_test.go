@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -330,6 +331,45 @@ func TestOnErrorStop(t *testing.T) {
 	links := b.links("companies")
 	assert.Len(t, links, 2)
 	assert.Equal(t, "error:", links["2"])
+}
+
+// A run that stops mid-page (on_error: stop, or the error budget) leaves
+// the page's later records unsent; the bookmark must not move past them, or
+// the next incremental run would never read them again.
+func TestStoppedRunKeepsTheBookmarkBeforeUnsentRecords(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		set  func(*project.Sync)
+	}{
+		{"on_error stop", func(s *project.Sync) { s.OnError = project.OnErrorStop }},
+		{"error budget", func(s *project.Sync) { s.ErrorBudget = &project.ErrorBudget{Window: 2, Share: 1} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := companiesSync()
+			// Records 2 and 3 appear twice while crm.dups holds them: their
+			// ids are ambiguous, so they fail before anything is sent.
+			s.Source = project.Source{Query: "SELECT * FROM crm.companies UNION ALL SELECT * FROM crm.dups", PageSize: 100}
+			// No reconciling run to catch what the bookmark skipped.
+			require.NoError(t, json.Unmarshal([]byte(`"0s"`), &s.Source.ReconcileEvery))
+			tc.set(s)
+			b := setup(t, s)
+			// A day apart: the overlap window re-reads none of them.
+			b.exec(`INSERT INTO crm.companies (id, name, _sdc_batched_at) SELECT g, 'C' || g, now() - (10 - g) * interval '1 day' FROM generate_series(1, 8) g;
+				CREATE TABLE crm.dups AS SELECT * FROM crm.companies WHERE id IN (2, 3)`)
+			res := b.run("companies")
+			require.Equal(t, engine.RunStopped, res.Status, res.Error)
+			require.Less(t, len(b.target.Records("partners")), 6, "the run stopped before the end")
+
+			b.exec(`DELETE FROM crm.dups`)
+			res = b.run("companies")
+			assert.Len(t, b.target.Records("partners"), 8, "every record synced on the next run: %+v", res.Counts)
+			for id, state := range b.links("companies") {
+				assert.Equal(t, "success", strings.SplitN(state, ":", 2)[0], "source id %s", id)
+			}
+		})
+	}
 }
 
 func TestAuthFailureStopsRunAndLeavesRecordsUntouched(t *testing.T) {

@@ -185,13 +185,25 @@ func textOrNil(v any) *string {
 }
 
 // nextBookmark is where the bookmark may move once a page is recorded: the
-// last record of the page that is past the stored bookmark.
-func (r *runner) nextBookmark(recs []*record) *string {
+// last record of the page that is past the stored bookmark, but never past
+// a record the run did not send (it stopped mid-page): the next run must
+// read that one again. Stopping on the stamp before it is enough, since
+// reads start at the bookmark itself (>=), ties included.
+func (r *runner) nextBookmark(recs []*record, items []*item) *string {
 	if r.opts.DryRun || !r.s.IsIncremental() {
 		return nil
 	}
+	unsent := map[*record]bool{}
+	for _, it := range items {
+		if it.decision == DecideNotSent {
+			unsent[it.rec] = true
+		}
+	}
 	var next *string
 	for _, rec := range recs {
+		if unsent[rec] {
+			break
+		}
 		if rec.mayAdvance && rec.after && rec.bm != nil {
 			next = rec.bm
 		}

@@ -243,7 +243,7 @@ func (r *runner) finishPage(ctx context.Context, dp *decidedPage, rc *recorder) 
 	out.counts = r.report(dp.items)
 	out.counts.Invalid += dp.nullIDs
 	if writeErr == nil {
-		out.bookmark = r.nextBookmark(dp.recs)
+		out.bookmark = r.nextBookmark(dp.recs, dp.items)
 	}
 	rc.submit(out)
 	if r.opts.Progress != nil {

@@ -370,12 +370,13 @@ func (sc *Scope) ReadSQL(from *string, reconcile bool, p Plan) (string, []any) {
 		return fmt.Sprintf("SELECT %s FROM %s %s ORDER BY %s", list, sc.from(p, false), cond, order), args
 	}
 	// The inner query computes each row's hash once (OFFSET 0 keeps the
-	// planner from copying the expression into the filter); its order
-	// carries through the filter.
+	// planner from copying the expression into the filter). Only what
+	// passes the filter is sorted: after a bulk re-stamp that is nothing,
+	// where sorting first sorted every row of the window, on disk.
 	list += ", __ferry_l.status AS __ferry_ls, __ferry_l.row_hash AS __ferry_lrh"
-	return fmt.Sprintf(`SELECT * FROM (SELECT %s FROM %s %s ORDER BY %s OFFSET 0) q
+	return fmt.Sprintf(`SELECT * FROM (SELECT %s FROM %s %s OFFSET 0) q
 WHERE q.__ferry_ls IS DISTINCT FROM 'success' OR q.__ferry_lrh IS DISTINCT FROM q.__ferry_rh
-ORDER BY %s`, list, sc.from(p, true), cond, order, outerOrder), args
+ORDER BY %s`, list, sc.from(p, true), cond, outerOrder), args
 }
 
 // start is where an incremental read starts: the stored bookmark from
