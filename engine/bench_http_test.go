@@ -4,6 +4,7 @@ package engine_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,11 +15,13 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ferry-sync/ferry/engine"
@@ -62,7 +65,10 @@ func serveCRM() {
 	srv, err := crmtest.NewServer(crmtest.Options{
 		Token:   crmToken,
 		Latency: latency,
-		Objects: map[string]crmtest.Object{"partners": {Required: []string{"name"}, Unique: []string{"vat"}}},
+		Objects: map[string]crmtest.Object{
+			"partners": {Required: []string{"name"}, Unique: []string{"vat"}},
+			"bare":     {Required: []string{"name"}}, // the bare client's
+		},
 	})
 	if err != nil {
 		fail(err)
@@ -163,6 +169,62 @@ func BenchmarkFullSyncHTTP(b *testing.B) {
 	}
 }
 
+// bareHTTP is the limit Ferry is measured against, in the same run: a bare
+// client that reads the scope with pgx and POSTs each row as JSON with
+// net/http at the same concurrency, into the same server (its own object):
+// no link table, no bookmark, no intents, no retries. It returns how long
+// it took and the CPU this process used.
+func bareHTTP(b *testing.B, crm *crmProcess, db *pgxpool.Pool, concurrency, want int) (time.Duration, time.Duration) {
+	b.Helper()
+	ctx := context.Background()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency}}
+	bodies := make(chan []byte, 4*concurrency)
+	var failed atomic.Int64
+	cpu, start := processCPU(), time.Now()
+	var wg sync.WaitGroup
+	for range concurrency {
+		wg.Go(func() {
+			for body := range bodies {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, crm.URL+"/bare", bytes.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+crmToken)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusCreated {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	rows, err := db.Query(ctx, `SELECT name, vat, city, employees, revenue::text, active, founded::text FROM crm.companies`)
+	require.NoError(b, err)
+	n := 0
+	for rows.Next() {
+		var name, vat, city, revenue, founded string
+		var employees int
+		var active bool
+		require.NoError(b, rows.Scan(&name, &vat, &city, &employees, &revenue, &active, &founded))
+		body, err := json.Marshal(map[string]any{"name": name, "vat": vat, "city": city, "employees": employees,
+			"revenue": json.Number(revenue), "active": active, "founded": founded, "origin": "CRM"})
+		require.NoError(b, err)
+		bodies <- body
+		n++
+	}
+	require.NoError(b, rows.Err())
+	close(bodies)
+	wg.Wait()
+	took, used := time.Since(start), processCPU()-cpu
+	require.Equal(b, want, n)
+	require.Zero(b, failed.Load(), "the bare client's requests all succeed")
+	client.CloseIdleConnections()
+	return took, used
+}
+
 // timedTarget measures the time spent in Write calls.
 type timedTarget struct {
 	*httptarget.Target
@@ -202,10 +264,15 @@ func benchHTTP(b *testing.B, concurrency, rows int) {
 	}
 	bb := &testBundle{db: wh.db, eng: engine.New(wh.db, engine.StaticProject(p), engine.Options{Open: open}), proj: p}
 
-	var elapsed, clientCPU time.Duration
+	var elapsed, clientCPU, bareElapsed, bareCPU time.Duration
 	var total crmStats
 	var mb float64
 	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		runtime.GC()
+		e, c := bareHTTP(b, crm, wh.db, concurrency, rows)
+		bareElapsed += e
+		bareCPU += c
 		b.StopTimer()
 		resetSync(b, bb)
 		runtime.GC()
@@ -238,5 +305,9 @@ func benchHTTP(b *testing.B, concurrency, rows int) {
 	b.ReportMetric(float64(total.CPU.Microseconds())/n, "server-cpu-µs/record")
 	b.ReportMetric(total.Waited.Seconds()*1000/float64(max(1, total.Waits)), "server-wait-ms")
 	b.ReportMetric(100*float64(busy.Load())/float64(elapsed), "pct-in-write")
+	bare := n / bareElapsed.Seconds()
+	b.ReportMetric(bare, "bare-records/s")
+	b.ReportMetric(perSec/bare, "x-bare-rate")
+	b.ReportMetric(float64(clientCPU)/float64(bareCPU), "x-bare-cpu")
 	b.ReportMetric(float64(total.Requests)/n, "requests/record")
 }
