@@ -113,7 +113,10 @@ func fail(err error) error {
 		return e
 	case errors.As(err, &queued):
 		e := newError(http.StatusConflict, err.Error()).(*Error)
-		e.Body.Code, e.Body.JobID = "queued", queued.JobID
+		e.Body.Code, e.Body.JobID, e.Body.RunID = "queued", queued.JobID, queued.RunID
+		if queued.RunID != 0 {
+			e.Body.Code = "busy"
+		}
 		return e
 	case errors.Is(err, engine.ErrUnknownSync), errors.Is(err, engine.ErrUnknownGroup), errors.Is(err, projects.ErrNotFound), errors.Is(err, errNotFound), errors.As(err, &nf):
 		return newError(http.StatusNotFound, err.Error())

@@ -52,7 +52,7 @@ func TestCancelledRunLosesAndDuplicatesNothing(t *testing.T) {
 	assert.Len(t, links, 23, "every record the target applied has its link row, although the run was cancelled")
 
 	res := b.run("companies")
-	assert.Equal(t, int64(12), res.Counts.Inserted)
+	assert.Equal(t, int64(12), res.Counts.Inserted, "%+v %s", res.Counts, res.Error)
 	assert.Len(t, b.target.Records("partners"), 35, "each record exactly once")
 	var intents int
 	require.NoError(t, b.db.QueryRow(context.Background(), `SELECT count(*) FROM ferry.write_intents`).Scan(&intents))

@@ -14,8 +14,9 @@ import (
 //	reader    (read.go)     FETCHes the next page from the scope cursor
 //	decider   (decide.go,   reads the page's link rows and parents, maps,
 //	          transform.go) hashes, decides and runs the transform
-//	writer    (write.go)    sends the page to the target in chunks (the
-//	                        caller's goroutine)
+//	writer    (write.go)    sends pages to the target in chunks, two in
+//	                        flight across page boundaries (the caller's
+//	                        goroutine)
 //	recorder  (record.go)   commits each chunk's link rows and write intent
 //	                        as it lands, then the page's unchanged rows and
 //	                        bookmark, in order, what queued up together
@@ -63,16 +64,23 @@ func (r *runner) stream(ctx context.Context, tx pgx.Tx) (err error) {
 			err = rerr
 		}
 	}()
+	w := r.newWriter(rec)
 	for dp := range decided {
 		if err := rec.err(); err != nil {
+			if derr := w.drain(ctx); derr != nil {
+				return derr
+			}
 			return err
 		}
-		if err := r.finishPage(ctx, dp, rec); err != nil {
+		if err := w.page(ctx, dp); err != nil {
+			if derr := w.drain(ctx); derr != nil {
+				return derr
+			}
 			return err
 		}
 		if r.res.Status == RunStopped {
-			return nil
+			break
 		}
 	}
-	return nil
+	return w.drain(ctx)
 }

@@ -18,6 +18,7 @@ import (
 
 // chunk is a part of a page's changes sent in one Target.Write call.
 type chunk struct {
+	page    *writePage
 	items   []*item
 	intent  int64 // its write intent, 0 without inserts
 	changes []connector.Change
@@ -26,72 +27,105 @@ type chunk struct {
 	done    chan struct{}
 }
 
-// write is the writer stage's work on one page: it sends the changes to the
-// target in chunks and returns the link rows that record every outcome
-// (committed by the recorder).
+// writer is the writer stage: it sends decided pages to the target in
+// chunks, at most two in flight whichever pages they belong to, so that
+// requests keep flowing across page boundaries instead of draining at the
+// end of every page. A page is finished (its remaining link rows, counts
+// and bookmark handed to the recorder) once all its chunks have landed,
+// pages in order: the bookmark never passes a record not yet recorded.
 //
 // Each chunk's inserts are noted as a write intent first (fenced by the
 // run's lease), so that if the process dies mid-write the next run settles
 // them instead of inserting them again; chunks of a few times the target's
-// concurrency keep that to the changes in flight, not a page. The next
-// chunk is sent while one is in flight, so requests keep flowing. Sending
+// concurrency keep that to the changes in flight, not a page. Sending
 // stops early when the target refuses the credentials or cannot be
 // reached, when the error budget is spent, and, with on_error: stop, at the
 // first record that failed.
-func (r *runner) write(ctx context.Context, items []*item) (*pageOutcome, error) {
-	out := &pageOutcome{}
-	var todo []*item
-	for i, it := range items {
-		if r.s.OnError == project.OnErrorStop && (it.decision == DecideFail || it.decision == DecideInvalid) {
-			notSent(items[i+1:], "not sent: the run stops at source id "+it.id+" (on_error: stop)")
-			break
-		}
-		if it.decision == DecideInsert || it.decision == DecideUpdate {
-			todo = append(todo, it)
-		}
-	}
-	if !r.opts.DryRun && len(todo) > 0 {
-		if err := r.send(ctx, todo); err != nil {
-			out.writes = r.linkWrites(items)
-			return out, err
-		}
-	}
-	out.writes = r.linkWrites(items)
-	for _, it := range items {
-		if it.decision == DecideUnchanged && (it.link.Status != linktable.StatusSuccess || it.link.RowHash != it.rec.rowHash) {
-			out.unchanged = append(out.unchanged, it.id)
-			out.unchangedHashes = append(out.unchangedHashes, it.rec.rowHash)
-		}
-	}
-	return out, nil
+type writer struct {
+	r      *runner
+	rec    *recorder
+	size   int          // changes per chunk
+	flying []*chunk     // sent, in order
+	pages  []*writePage // not finished yet, in order
+	// stop is why nothing more is sent: the run must end.
+	stop error
 }
 
-// send writes the items in chunks, at most two in flight, and records each
-// result on its item. It returns an error when the run must end.
-func (r *runner) send(ctx context.Context, todo []*item) error {
-	size := len(todo)
+// writePage is a page between being sent and being finished.
+type writePage struct {
+	dp       *decidedPage
+	tail     *string // a page that only moves the bookmark
+	pending  int     // its chunks not landed yet
+	sealed   bool    // all its chunks are sent (or it has none)
+	writeErr error   // a chunk of it ended the run: its bookmark stays
+}
+
+func (r *runner) newWriter(rec *recorder) *writer {
+	size := 0
 	if p, ok := r.target.(connector.Pacer); ok {
 		size = max(4*p.InFlight(), 100)
 	}
-	var flying []*chunk
-	var stop error
-	land := func() {
-		c := flying[0]
-		flying = flying[1:]
-		<-c.done
-		if err := r.landed(ctx, c); err != nil && stop == nil {
-			stop = err
+	return &writer{r: r, rec: rec, size: size}
+}
+
+// page sends a decided page's changes (landing earlier chunks as needed)
+// and finishes the pages whose chunks all landed. It returns an error when
+// the run must end; the caller then drains what is in flight (drain).
+func (w *writer) page(ctx context.Context, dp *decidedPage) error {
+	r := w.r
+	if dp.err != nil {
+		return dp.err
+	}
+	wp := &writePage{dp: dp, tail: dp.tail}
+	w.pages = append(w.pages, wp)
+	if dp.tail == nil {
+		r.count(func(c *Counts) {
+			c.Read += int64(len(dp.recs))
+			c.TargetCalls += dp.lookups
+		})
+		var todo []*item
+		for i, it := range dp.items {
+			if r.s.OnError == project.OnErrorStop && (it.decision == DecideFail || it.decision == DecideInvalid) {
+				notSent(dp.items[i+1:], "not sent: the run stops at source id "+it.id+" (on_error: stop)")
+				break
+			}
+			if it.decision == DecideInsert || it.decision == DecideUpdate {
+				todo = append(todo, it)
+			}
+		}
+		if !r.opts.DryRun && len(todo) > 0 {
+			w.send(ctx, wp, todo)
+		}
+		if r.s.OnError == project.OnErrorStop {
+			// Strict: the next page is sent only once this one's failures
+			// are known, so nothing after the first failure is written.
+			for len(w.flying) > 0 {
+				w.land(ctx)
+			}
 		}
 	}
+	wp.sealed = true
+	w.finishReady(ctx)
+	return w.stop
+}
+
+// send sends a page's changes in chunks.
+func (w *writer) send(ctx context.Context, wp *writePage, todo []*item) {
+	r := w.r
+	size := w.size
+	if size == 0 {
+		size = len(todo)
+	}
 	for start := 0; start < len(todo); start += size {
-		if stop == nil && r.halted() {
-			stop = errHalted
-		}
-		if stop != nil {
+		if w.stop == nil && r.halted() {
 			notSent(todo[start:], "not sent: the run stopped before this record was written")
-			break
+			return
 		}
-		c := &chunk{items: todo[start:min(start+size, len(todo))], done: make(chan struct{})}
+		if w.stop != nil {
+			notSent(todo[start:], "not sent: the run stopped before this record was written")
+			return
+		}
+		c := &chunk{page: wp, items: todo[start:min(start+size, len(todo))], done: make(chan struct{})}
 		var inserts []string
 		for _, it := range c.items {
 			if it.decision == DecideInsert {
@@ -104,9 +138,10 @@ func (r *runner) send(ctx context.Context, todo []*item) error {
 		if len(inserts) > 0 {
 			id, err := r.addIntent(ctx, inserts)
 			if err != nil {
-				stop = fmt.Errorf("sync %s: recording write intents: %w", r.s.Name, err)
+				w.stop = fmt.Errorf("sync %s: recording write intents: %w", r.s.Name, err)
+				wp.writeErr = w.stop
 				notSent(todo[start:], "not sent: the run stopped before this record was written")
-				break
+				return
 			}
 			c.intent = id
 		}
@@ -114,26 +149,103 @@ func (r *runner) send(ctx context.Context, todo []*item) error {
 			defer close(c.done)
 			c.results, c.err = r.target.Write(ctx, r.s.Target.Object, c.changes)
 		}()
-		flying = append(flying, c)
-		if len(flying) == 2 {
-			land()
+		wp.pending++
+		w.flying = append(w.flying, c)
+		if len(w.flying) == 2 {
+			w.land(ctx)
 		}
 	}
-	for len(flying) > 0 {
-		land()
-	}
-	if errors.Is(stop, errHalted) {
-		return nil // the writer sees the halt and stops the run
-	}
-	return stop
 }
 
-// errHalted says sending stopped because the run is halting (error budget).
-var errHalted = errors.New("the run is stopping")
+// land waits for the oldest chunk in flight and records its results.
+func (w *writer) land(ctx context.Context) {
+	c := w.flying[0]
+	w.flying = w.flying[1:]
+	<-c.done
+	if err := w.r.landed(ctx, c); err != nil && w.stop == nil {
+		w.stop = err
+		c.page.writeErr = err
+	}
+	c.page.pending--
+	w.finishReady(ctx)
+}
+
+// drain lands every chunk in flight and finishes every page: called once
+// no page is left, or when the run must end.
+func (w *writer) drain(ctx context.Context) error {
+	for len(w.flying) > 0 {
+		w.land(ctx)
+	}
+	w.finishReady(ctx)
+	return w.stop
+}
+
+// finishReady finishes the pages, in order, whose chunks all landed.
+func (w *writer) finishReady(ctx context.Context) {
+	for len(w.pages) > 0 && w.pages[0].sealed && w.pages[0].pending == 0 {
+		wp := w.pages[0]
+		w.pages = w.pages[1:]
+		w.finish(wp)
+	}
+}
+
+// finish hands a page's remaining link rows, its unchanged rows, counts and
+// bookmark to the recorder, and decides whether the run stops there.
+func (w *writer) finish(wp *writePage) {
+	r := w.r
+	if wp.tail != nil {
+		if w.stop == nil && r.res.Status != RunStopped && !r.halted() {
+			w.rec.submit(&pageOutcome{bookmark: wp.tail})
+		}
+		return
+	}
+	dp := wp.dp
+	out := &pageOutcome{writes: r.linkWrites(dp.items)}
+	for _, it := range dp.items {
+		if it.decision == DecideUnchanged && (it.link.Status != linktable.StatusSuccess || it.link.RowHash != it.rec.rowHash) {
+			out.unchanged = append(out.unchanged, it.id)
+			out.unchangedHashes = append(out.unchangedHashes, it.rec.rowHash)
+		}
+	}
+	// What the page's records became counts once their link rows are
+	// committed: a page the warehouse failed to record did not happen.
+	out.counts = r.report(dp.items)
+	out.counts.Invalid += dp.nullIDs
+	if wp.writeErr == nil {
+		out.bookmark = r.nextBookmark(dp.recs, dp.items)
+	}
+
+	w.rec.submit(out)
+	if r.opts.Progress != nil {
+		r.opts.Progress(Progress{Sync: r.s.Name, Counts: r.counts(), Elapsed: time.Since(r.started)})
+	}
+	if r.res.Status == RunStopped || wp.writeErr != nil {
+		return
+	}
+	if r.s.OnError == project.OnErrorStop {
+		for _, it := range dp.items {
+			if it.decision == DecideFail || it.decision == DecideInvalid {
+				r.res.Status = RunStopped
+				r.res.Error = fmt.Sprintf("stopped at source id %s: %s (on_error: stop; fix the record or set on_error: continue)", it.id, r.e.redact.Redact(it.reason))
+				return
+			}
+		}
+	}
+	if why := r.haltReason(); why != "" {
+		r.res.Status = RunStopped
+		r.res.Error = r.e.redact.Redact(why)
+	}
+}
 
 // addIntent notes inserts about to be sent, only while the run holds its
-// lease.
+// lease. It is not cut short when the run is cancelled: an intent whose
+// INSERT went through while its caller saw a cancellation would outlive the
+// run and park records that were never sent as pending. Once it returns,
+// the intent is known and is deleted with the chunk's link rows whatever
+// the chunk becomes.
 func (r *runner) addIntent(ctx context.Context, ids []string) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	id, err := r.e.q.IntentAddFenced(ctx, queries.IntentAddFencedParams{
 		Sync: r.s.Name, RunID: &r.runID, SourceIds: ids, Lease: r.lease.Name(), Epoch: r.lease.Epoch()})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -219,53 +331,6 @@ func notSent(items []*item, why string) {
 			it.fail(DecideNotSent, "not_sent", why)
 		}
 	}
-}
-
-// finishPage is the writer stage: it writes a decided page, counts it and
-// hands its link rows to the recorder. It returns an error only when the
-// run must end (the warehouse or the target's credentials failed); record
-// failures are recorded and counted.
-func (r *runner) finishPage(ctx context.Context, dp *decidedPage, rc *recorder) error {
-	if dp.err != nil {
-		return dp.err
-	}
-	if dp.tail != nil {
-		rc.submit(&pageOutcome{bookmark: dp.tail})
-		return nil
-	}
-	r.count(func(c *Counts) {
-		c.Read += int64(len(dp.recs))
-		c.TargetCalls += dp.lookups
-	})
-	out, writeErr := r.write(ctx, dp.items)
-	// What the page's records became counts once their link rows are
-	// committed: a page the warehouse failed to record did not happen.
-	out.counts = r.report(dp.items)
-	out.counts.Invalid += dp.nullIDs
-	if writeErr == nil {
-		out.bookmark = r.nextBookmark(dp.recs, dp.items)
-	}
-	rc.submit(out)
-	if r.opts.Progress != nil {
-		r.opts.Progress(Progress{Sync: r.s.Name, Counts: r.counts(), Elapsed: time.Since(r.started)})
-	}
-	if writeErr != nil {
-		return writeErr
-	}
-	if r.s.OnError == project.OnErrorStop {
-		for _, it := range dp.items {
-			if it.decision == DecideFail || it.decision == DecideInvalid {
-				r.res.Status = RunStopped
-				r.res.Error = fmt.Sprintf("stopped at source id %s: %s (on_error: stop; fix the record or set on_error: continue)", it.id, r.e.redact.Redact(it.reason))
-				return nil
-			}
-		}
-	}
-	if why := r.haltReason(); why != "" {
-		r.res.Status = RunStopped
-		r.res.Error = r.e.redact.Redact(why)
-	}
-	return nil
 }
 
 func (r *runner) describeWriteError(c connector.Change, err *connector.Error) string {

@@ -220,12 +220,17 @@ func (q *Queue) Stop(ctx context.Context) error {
 	return q.client.StopAndCancel(ctx)
 }
 
-// ErrQueued says a run of the same sync is already waiting in the queue.
+// ErrQueued says a run of the same sync is already waiting in the queue,
+// or starting or running from it (RunID, once its run row exists).
 type ErrQueued struct {
 	JobID int64
+	RunID int64
 }
 
 func (e *ErrQueued) Error() string {
+	if e.RunID != 0 {
+		return fmt.Sprintf("a run of it is running (run %d, job %d)", e.RunID, e.JobID)
+	}
 	return fmt.Sprintf("a run is already queued (job %d): it starts as soon as a worker is free", e.JobID)
 }
 
@@ -255,12 +260,26 @@ func (q *Queue) Enqueue(ctx context.Context, a Args) (job *rivertype.JobRow, dup
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", "ferry_run:"+a.What+":"+a.Name); err != nil {
 		return nil, false, fmt.Errorf("queueing a run of %s %s: %w", a.What, a.Name, err)
 	}
-	waiting, err := q.client.JobListTx(ctx, tx, waitingParams(a.What, a.Name))
+	waiting, err := q.client.JobListTx(ctx, tx, waitingParams(a.What, a.Name).
+		States(rivertype.JobStateAvailable, rivertype.JobStateScheduled, rivertype.JobStateRetryable, rivertype.JobStatePending, rivertype.JobStateRunning).
+		First(10))
 	if err != nil {
 		return nil, false, fmt.Errorf("looking for a queued run of %s %s: %w", a.What, a.Name, err)
 	}
-	if len(waiting.Jobs) > 0 {
-		return waiting.Jobs[0], true, &ErrQueued{JobID: waiting.Jobs[0].ID}
+	for _, job := range waiting.Jobs {
+		if job.State != rivertype.JobStateRunning {
+			return job, true, &ErrQueued{JobID: job.ID}
+		}
+		// A job a worker took: it counts until its run is over (River marks
+		// it completed a little later, which must not refuse the next run),
+		// including the moment before its run row exists.
+		run, err := queries.New(tx).RunByJob(ctx, &job.ID)
+		if errors.Is(err, pgx.ErrNoRows) || (err == nil && run.Status == "running") {
+			return job, true, &ErrQueued{JobID: job.ID, RunID: run.ID}
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("looking for the run of job %d: %w", job.ID, err)
+		}
 	}
 	res, err := q.client.InsertTx(ctx, tx, a, opts)
 	if err != nil {
