@@ -57,6 +57,7 @@ func tags() []*huma.Tag {
 		{Name: "schedules", Description: "When the server runs syncs, groups and scripts; set in their definitions."},
 		{Name: "export", Description: "The configuration as the files of a project folder."},
 		{Name: "import", Description: "Replace the configuration with a project folder's files."},
+		{Name: "templates", Description: "Bundles of syncs, scope queries and scripts with typed parameters, which a configuration starts from."},
 		{Name: "history", Description: "Every change to the configuration: who, when, the diff; and undo."},
 		{Name: "secrets", Description: "Encrypted, write-only values connections name."},
 		{Name: "tokens", Description: "API tokens and their roles."},
@@ -112,6 +113,9 @@ func (s *Server) routes() {
 	huma.Register(a, op("import", http.MethodPost, "/import", "Replace the configuration with a project folder's files (dry_run shows the diff)", auth.Admin, 422), s.importFiles)
 	huma.Register(a, op("list-history", http.MethodGet, "/history", "Changes to the configuration, newest first", auth.Viewer), s.history)
 	huma.Register(a, op("revert-version", http.MethodPost, "/history/{version}/revert", "Undo one change of the configuration", auth.Admin, 404, 422), s.revert)
+
+	// Templates.
+	s.templateRoutes()
 
 	// Secrets and tokens.
 	huma.Register(a, op("list-secrets", http.MethodGet, "/secrets", "Which secrets are set (never their values)", auth.Admin), s.listSecrets)

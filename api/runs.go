@@ -112,7 +112,7 @@ func (s *Server) startGroupRun(ctx context.Context, in *nameInput) (*groupStarte
 
 type listRunsInput struct {
 	Sync   string `query:"sync" doc:"Only this sync's runs (script:<name> for a data-sync script)."`
-	Status string `query:"status" enum:"running,succeeded,succeeded_with_errors,failed,stopped" doc:"Only runs that ended so."`
+	Status string `query:"status" enum:"running,succeeded,succeeded_with_errors,failed,stopped,interrupted" doc:"Only runs that ended so."`
 	Before int64  `query:"before" doc:"The cursor: runs older than this run id (the last id of the previous page)."`
 	Limit  int    `query:"limit" minimum:"1" maximum:"500" default:"50"`
 }

@@ -504,7 +504,7 @@ func TestInterruptedRunIsClosedByTheNext(t *testing.T) {
 	b.run("companies")
 	var status, msg string
 	require.NoError(t, b.db.QueryRow(context.Background(), `SELECT status, error FROM ferry.runs ORDER BY id LIMIT 1`).Scan(&status, &msg))
-	assert.Equal(t, "failed", status)
+	assert.Equal(t, "interrupted", status)
 	assert.Contains(t, msg, "interrupted")
 }
 

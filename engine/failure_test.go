@@ -45,8 +45,9 @@ func TestCancelledRunLosesAndDuplicatesNothing(t *testing.T) {
 	target := &cancellingTarget{Memory: b.target, n: 23, cancel: cancel}
 	eng := engine.New(b.db, engine.StaticProject(b.proj), engine.Options{Open: only(target)})
 
-	_, err := eng.Run(ctx, "companies", engine.RunOptions{})
+	first, err := eng.Run(ctx, "companies", engine.RunOptions{})
 	require.Error(t, err)
+	assert.Equal(t, engine.RunInterrupted, first.Status, "a cancelled run did not fail: it was interrupted")
 	assert.Len(t, b.target.Records("partners"), 23)
 	links := b.links("companies")
 	assert.Len(t, links, 23, "every record the target applied has its link row, although the run was cancelled")

@@ -401,7 +401,7 @@ func TestBeforeHookHonoursCancellation(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Less(t, time.Since(started), 10*time.Second)
 	status, msg := b.runRow(res.RunID)
-	assert.Equal(t, "failed", status)
+	assert.Equal(t, "interrupted", status, "a run cancelled in its hook is interrupted, not failed")
 	assert.Contains(t, msg, "before hook 1 (http POST ")
 	assert.NotContains(t, msg, "timeout")
 	assert.Zero(t, b.linkRows("companies"))

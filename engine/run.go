@@ -143,6 +143,7 @@ const (
 	RunSucceededWithErrors RunStatus = "succeeded_with_errors" // the run finished, but records failed or were invalid
 	RunFailed              RunStatus = "failed"                // the run as a whole failed: see its error
 	RunStopped             RunStatus = "stopped"               // on_error: stop, or the error budget, ended it early
+	RunInterrupted         RunStatus = "interrupted"           // its process stopped (shutdown, Ctrl-C, a crash): the next run resumes it
 	RunNotStarted          RunStatus = "not_started"           // RunMany did not start it: a parent failed (no run row)
 )
 
@@ -361,7 +362,7 @@ func (r *runner) begin(ctx context.Context) (context.Context, error) {
 	}
 	r.lease = l
 	if interrupted > 0 {
-		r.e.log.Warn("an earlier run of this sync was interrupted; marked failed", "sync", s.Name, "runs", interrupted)
+		r.e.log.Warn("an earlier run of this sync was interrupted (its process stopped); marked so, and this run resumes it", "sync", s.Name, "runs", interrupted)
 	}
 	return ctx, nil
 }
@@ -696,6 +697,11 @@ func (r *runner) finish(ctx context.Context, runErr error) {
 	r.collect()
 	r.res.Duration = time.Since(r.started)
 	switch {
+	case runErr != nil && errors.Is(runErr, context.Canceled) && !errors.Is(runErr, lease.ErrLost):
+		// Cancelled from outside (a server stopping, Ctrl-C): nothing
+		// failed, and the run that takes the sync next resumes it.
+		r.res.Status = RunInterrupted
+		r.res.Error = r.e.redact.Redact(runErr.Error())
 	case runErr != nil:
 		r.res.Status = RunFailed
 		r.res.Error = r.e.redact.Redact(runErr.Error())

@@ -13,14 +13,15 @@ import (
 
 const runPreviousStatus = `-- name: RunPreviousStatus :one
 SELECT p.status FROM ferry.runs r
-JOIN ferry.runs p ON p.sync = r.sync AND p.id < r.id AND p.status <> 'running'
+JOIN ferry.runs p ON p.sync = r.sync AND p.id < r.id AND p.status NOT IN ('running', 'interrupted')
 WHERE r.id = $1
 ORDER BY p.id DESC LIMIT 1
 `
 
 // How the run of the same sync before this one ended (running runs are
-// skipped: a run that holds the lease closes the ones a dead process left),
-// for alerts: a success after a failure is a recovery, once.
+// skipped: a run that holds the lease closes the ones a dead process left;
+// interrupted ones too: their process stopped, nothing failed), for
+// alerts: a success after a failure is a recovery, once.
 func (q *Queries) RunPreviousStatus(ctx context.Context, runID int64) (string, error) {
 	row := q.db.QueryRow(ctx, runPreviousStatus, runID)
 	var status string

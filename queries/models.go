@@ -108,6 +108,14 @@ type FerrySecret struct {
 	UpdatedBy  string    `json:"updated_by"`
 }
 
+type FerryTemplate struct {
+	Name      string          `json:"name"`
+	Version   int32           `json:"version"`
+	Files     json.RawMessage `json:"files"`
+	UpdatedAt time.Time       `json:"updated_at"`
+	UpdatedBy string          `json:"updated_by"`
+}
+
 type FerryToken struct {
 	ID         string     `json:"id"`
 	Name       string     `json:"name"`

@@ -50,7 +50,7 @@ func (q *Queries) RunByJob(ctx context.Context, jobID *int64) (FerryRun, error) 
 
 const runCloseInterrupted = `-- name: RunCloseInterrupted :execrows
 UPDATE ferry.runs SET
-    status = 'failed',
+    status = 'interrupted',
     finished_at = now(),
     error = 'interrupted: the process running it stopped before it finished (records it wrote were recorded or marked pending)'
 WHERE sync = $1 AND status = 'running'

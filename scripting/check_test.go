@@ -322,6 +322,11 @@ func TestCheckTemplates(t *testing.T) {
 	root := filepath.Join("..", "templates")
 	var checked int
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() && d.Name() == "shipped" {
+			// Shipped templates hold {{parameters}}: templates' own tests
+			// render them, then check what they wrote.
+			return filepath.SkipDir
+		}
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".star") {
 			return err
 		}

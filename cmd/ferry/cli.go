@@ -37,6 +37,7 @@ type CLI struct {
 	Export     exportCmd   `cmd:"" help:"Write a server's stored configuration into a project folder."`
 	Token      tokenCmd    `cmd:"" help:"Create, list and revoke API tokens."`
 	Secrets    secretsCmd  `cmd:"" help:"Store, list and rotate the secrets connections name."`
+	Template   templateCmd `cmd:"" help:"List, show and instantiate templates of syncs; compare a project with them."`
 	VersionCmd versionCmd  `cmd:"" name:"version" help:"Print the version."`
 	Help       helpCmd     `cmd:"" help:"Show the help of ferry or of a command."`
 }

@@ -382,7 +382,13 @@ func TestWebhookRecovery(t *testing.T) {
 	tb.insertRun(t, "deals", "stopped")
 	fewErrors := tb.insertRun(t, "deals", "succeeded_with_errors")
 	first := tb.insertRun(t, "fresh", "succeeded")
+	// A run whose replica stopped mid-run was interrupted, not failed: the
+	// run that resumes it recovers from nothing.
+	tb.insertRun(t, "leads", "succeeded")
+	tb.insertRun(t, "leads", "interrupted")
+	resumed := tb.insertRun(t, "leads", "succeeded")
 
+	n.RunEnded(context.Background(), alerts, succeededRun(resumed))
 	n.RunEnded(context.Background(), alerts, succeededRun(recovered))
 	n.RunEnded(context.Background(), alerts, succeededRun(again))
 	ev := succeededRun(tooMany)

@@ -522,7 +522,7 @@ func (q *Queue) alreadyDone(ctx context.Context, job *river.Job[Args]) (bool, er
 			return false, fmt.Errorf("looking for the run of job %d: %w", id, err)
 		}
 		if run.Status != "running" {
-			// It ended: finished, or failed as interrupted when a later
+			// It ended: finished, or marked interrupted when a later
 			// run took its claim over.
 			return true, nil
 		}

@@ -208,14 +208,32 @@ func (s *Scheduler) add(ctx context.Context, k key, sched project.Schedule) (goc
 	return s.cron.NewJob(gocron.CronJob(sched.CronSpec(), false), task, name)
 }
 
-// dueAt is the tick a firing at now stands for: the schedule time nearest
-// before it, whichever replica fires and however late.
+// dueAt is the tick a firing at now stands for: the latest schedule time
+// not after it, whichever replica fires and however late (a busy machine
+// fires timers late; a firing a whole period late still names its own
+// tick, not the next one, which the next firing would then name again).
+// A few milliseconds of grace cover a wall clock stepped back a little.
 func dueAt(sched project.Schedule, now time.Time) time.Time {
-	back := 30 * time.Second
-	if d := sched.Every.Duration; d > 0 && d/2 < back {
-		back = d / 2
+	now = now.Add(50 * time.Millisecond)
+	if d := sched.Every.Duration; d > 0 {
+		return now.Truncate(d)
 	}
-	return sched.Next(now.Add(-back))
+	// Walk back in growing steps until a tick is found before now, then
+	// forward to the last one.
+	for _, back := range []time.Duration{2 * time.Minute, 2 * time.Hour, 50 * time.Hour, 32 * 24 * time.Hour, 367 * 24 * time.Hour} {
+		t := sched.Next(now.Add(-back))
+		if t.IsZero() || t.After(now) {
+			continue
+		}
+		for {
+			next := sched.Next(t)
+			if next.IsZero() || next.After(now) {
+				return t
+			}
+			t = next
+		}
+	}
+	return sched.Next(now.Add(-time.Second))
 }
 
 // tick queues the run a schedule time stands for, unless one waits.

@@ -235,3 +235,34 @@ func TestCatchUpOnceAndEditedScheduleTakesEffect(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	assert.Equal(t, n, count(t, db, `SELECT count(*) FROM ferry.runs`), "a paused schedule does not tick")
 }
+
+// A firing names the tick it is due for even when its timer fires late.
+func TestDueAt(t *testing.T) {
+	every := project.Schedule{Every: project.Duration{Duration: 2 * time.Second}}
+	daily := project.Schedule{Daily: "06:30", Timezone: "Europe/Brussels"}
+	hourly := project.Schedule{Cron: "15 * * * *"}
+	brussels, err := time.LoadLocation("Europe/Brussels")
+	require.NoError(t, err)
+	at := func(s string) time.Time {
+		v, err := time.ParseInLocation("2006-01-02 15:04:05.000", s, brussels)
+		require.NoError(t, err)
+		return v
+	}
+	for _, tc := range []struct {
+		name  string
+		sched project.Schedule
+		now   time.Time
+		want  time.Time
+	}{
+		{"every, on time", every, at("2026-11-29 10:00:02.003"), at("2026-11-29 10:00:02.000")},
+		{"every, 1.9 s late", every, at("2026-11-29 10:00:03.900"), at("2026-11-29 10:00:02.000")},
+		{"every, clock stepped back 10 ms", every, at("2026-11-29 10:00:01.990"), at("2026-11-29 10:00:02.000")},
+		{"daily, on time", daily, at("2026-11-29 06:30:00.001"), at("2026-11-29 06:30:00.000")},
+		{"daily, 3 hours late", daily, at("2026-11-29 09:31:00.000"), at("2026-11-29 06:30:00.000")},
+		{"cron, 20 minutes late", hourly, at("2026-11-29 10:35:00.000"), at("2026-11-29 10:15:00.000")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.True(t, tc.want.Equal(scheduler.DueAt(tc.sched, tc.now)), "got %s", scheduler.DueAt(tc.sched, tc.now))
+		})
+	}
+}

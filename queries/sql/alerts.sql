@@ -14,9 +14,10 @@ ORDER BY id DESC LIMIT @max_rows;
 
 -- name: RunPreviousStatus :one
 -- How the run of the same sync before this one ended (running runs are
--- skipped: a run that holds the lease closes the ones a dead process left),
--- for alerts: a success after a failure is a recovery, once.
+-- skipped: a run that holds the lease closes the ones a dead process left;
+-- interrupted ones too: their process stopped, nothing failed), for
+-- alerts: a success after a failure is a recovery, once.
 SELECT p.status FROM ferry.runs r
-JOIN ferry.runs p ON p.sync = r.sync AND p.id < r.id AND p.status <> 'running'
+JOIN ferry.runs p ON p.sync = r.sync AND p.id < r.id AND p.status NOT IN ('running', 'interrupted')
 WHERE r.id = @run_id
 ORDER BY p.id DESC LIMIT 1;

@@ -40,7 +40,7 @@ SELECT * FROM ferry.run_errors WHERE run_id = @run_id ORDER BY id LIMIT @max_row
 -- Runs of a sync still marked running when a new run holds the sync's lock
 -- belong to a process that died: they did not finish.
 UPDATE ferry.runs SET
-    status = 'failed',
+    status = 'interrupted',
     finished_at = now(),
     error = 'interrupted: the process running it stopped before it finished (records it wrote were recorded or marked pending)'
 WHERE sync = @sync AND status = 'running';

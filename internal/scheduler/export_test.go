@@ -1,0 +1,4 @@
+package scheduler
+
+// DueAt is dueAt, for the tests.
+var DueAt = dueAt
