@@ -29,7 +29,8 @@ demo: build ## sync the demo warehouse into a demo ERP database, twice, and show
 test: ## run every test against the local PostgreSQL (engine, connectors, scripting under -race)
 	@$(DB_UP)
 	$(GO) test -count=1 -timeout 15m -race ./engine/... ./scripting/...
-	$(GO) test -count=1 -timeout 15m $$($(GO) list ./... | grep -v -e '/ferry/engine' -e '/ferry/scripting')
+	@# failpoints: crash tests kill ferry at named points of a run (cmd/ferry/crash_test.go).
+	$(GO) test -count=1 -timeout 15m -tags failpoints $$($(GO) list ./... | grep -v -e '/ferry/engine' -e '/ferry/scripting')
 
 .PHONY: build
 build: ## build bin/ferry (no cgo)
@@ -46,6 +47,7 @@ verify: ## fail if generated code drifted, code is unformatted, or vet, staticch
 	$(SPECTRAL) lint --fail-severity=hint api/openapi.json
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags failpoints ./cmd/...
 	$(STATICCHECK) ./...
 	CGO_ENABLED=0 $(GO) build -o /dev/null ./...
 

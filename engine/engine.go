@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -50,6 +51,7 @@ type Engine struct {
 	holder    string
 	leaseTTL  time.Duration
 	onRequest func(connection string, status int, took time.Duration)
+	failpoint func(point string)
 	// redact holds the secrets of every connection opened: they are removed
 	// from everything the engine stores or returns (a target may echo its
 	// credentials in an error body).
@@ -85,6 +87,23 @@ type Options struct {
 	// (renewed every third of it): a run paused for longer loses the sync
 	// to the next run and writes nothing more. Default DefaultLeaseTTL.
 	LeaseTTL time.Duration
+	// Failpoint, when set, is called at each named point of a run where a
+	// crash must lose and duplicate nothing (see Failpoints): crash tests
+	// kill the process there. Nil in production.
+	Failpoint func(point string)
+}
+
+// Failpoints are the points of a run Options.Failpoint is called at, in
+// the order a record meets them.
+func Failpoints() []string {
+	return []string{
+		"after-scope-read",       // the first page came back from the warehouse
+		"after-intent-commit",    // a chunk's inserts are noted, not sent yet
+		"after-target-answered",  // the target answered a chunk, nothing recorded
+		"before-link-commit",     // a chunk's link rows are written, not committed
+		"after-link-commit",      // a chunk's link rows are committed
+		"before-bookmark-commit", // a page's bookmark is written, not committed
+	}
 }
 
 // DefaultLeaseTTL is how long a run's claim lasts without renewal.
@@ -103,7 +122,7 @@ func New(db *pgxpool.Pool, projects Projects, opts Options) *Engine {
 		opts.Logger = slog.Default()
 	}
 	return &Engine{db: db, q: queries.New(db), projects: projects, open: opts.Open, log: opts.Logger, pool: opts.ScriptPool,
-		isolation: opts.ScriptIsolation, holder: lease.Holder(), leaseTTL: opts.LeaseTTL, onRequest: opts.OnRequest, redact: connector.NewRedactor(),
+		isolation: opts.ScriptIsolation, holder: lease.Holder(), leaseTTL: opts.LeaseTTL, onRequest: opts.OnRequest, failpoint: opts.Failpoint, redact: connector.NewRedactor(),
 		env: opts.Env}
 }
 
@@ -123,6 +142,13 @@ func registryOpener(kinds *connector.Registry, env connector.LookupEnv) Opener {
 			return nil, &project.ConfigError{File: project.ProjectFile, Field: "connections." + c.Name, Message: se.Error()}
 		}
 		return t, err
+	}
+}
+
+// fail calls the failpoint hook, if any.
+func (e *Engine) fail(point string) {
+	if e.failpoint != nil {
+		e.failpoint(point)
 	}
 }
 
@@ -222,6 +248,16 @@ func (e *Engine) claim(ctx context.Context, what, name string, onClaim func(cont
 		return nil, nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return connector.WithGate(l.Keep(ctx), l.Valid), l, nil
+}
+
+// brokenWarehouse says what to do when a run ended because its warehouse
+// connection died (a restart, a failover, a terminated backend), wherever
+// in the run that happened.
+func brokenWarehouse(err error) error {
+	if err == nil || !queries.BrokenConn(err) || strings.Contains(err.Error(), "run the sync again") {
+		return err
+	}
+	return fmt.Errorf("%w; the warehouse connection was lost: run the sync again (what this run sent but could not record is settled then, not sent twice)", err)
 }
 
 // lostClaim turns a run's error into the lease's story when the run ended

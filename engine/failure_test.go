@@ -5,12 +5,17 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ferry-sync/ferry/engine"
 	"github.com/ferry-sync/ferry/engine/connector"
 	"github.com/ferry-sync/ferry/engine/enginetest"
+	"github.com/ferry-sync/ferry/engine/project"
+	"github.com/ferry-sync/ferry/queries"
+	"github.com/ferry-sync/ferry/queries/dbtest"
 )
 
 // cancellingTarget applies the first n changes it is given, then cancels
@@ -79,4 +84,99 @@ func TestCrashAfterWriteIsReconciledNotDuplicated(t *testing.T) {
 	assert.Equal(t, int64(1), res.Counts.Inserted, "5 never arrived: inserted")
 	assert.Len(t, b.target.Records("partners"), 5, "nothing duplicated")
 	assert.Equal(t, "success:"+applied, b.links("companies")["4"])
+}
+
+// Ferry's own warehouse connections terminated mid-commit (a DBA's
+// pg_terminate_backend, a failover): the run ends with an error that says
+// what it was doing, and the next run completes, each record once.
+func TestConnectionsTerminatedMidCommit(t *testing.T) {
+	t.Parallel()
+	s := companiesSync()
+	s.Source.PageSize = 20
+	s.Target.MatchOn = []string{"vat"}
+	b := setup(t, s)
+	b.exec(`INSERT INTO crm.companies (id, name, vat) SELECT g, 'C' || g, 'V' || g FROM generate_series(1, 100) g`)
+	var db string
+	require.NoError(t, b.db.QueryRow(context.Background(), `SELECT current_database()`).Scan(&db))
+	admin, err := pgx.Connect(context.Background(), dbtest.ServerURL())
+	require.NoError(t, err)
+	defer admin.Close(context.Background())
+	var once sync.Once
+	eng := engine.New(b.db, engine.StaticProject(b.proj), engine.Options{Open: only(b.target), Failpoint: func(point string) {
+		if point != "before-link-commit" {
+			return
+		}
+		once.Do(func() {
+			_, err := admin.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, db)
+			require.NoError(t, err)
+		})
+	}})
+	res, err := eng.Run(context.Background(), "companies", engine.RunOptions{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "sync companies: ")
+	assert.Regexp(t, `recording a page|terminat|connection`, err.Error(), "the error says what failed")
+	assert.Contains(t, err.Error(), "run the sync again")
+	var status string
+	require.NoError(t, b.db.QueryRow(context.Background(), `SELECT status FROM ferry.runs WHERE id = $1`, res.RunID).Scan(&status))
+	assert.Equal(t, "failed", status, "the run row is closed, although its connection died")
+
+	// The claim was given up: the run that follows starts at once, settles
+	// what the failed one sent and finishes.
+	res = b.run("companies")
+	assert.Equal(t, engine.RunSucceeded, res.Status, res.Error)
+	assert.Len(t, b.target.Records("partners"), 100, "each record exactly once")
+	for id, l := range b.links("companies") {
+		assert.Regexp(t, `^success:\d+$`, l, "source id %s", id)
+	}
+}
+
+// The warehouse's PostgreSQL crashes and restarts mid-run (a cluster of the
+// test's own): the run ends with an error that says what failed, and the
+// next run completes, each record once.
+func TestWarehouseRestartedMidRun(t *testing.T) {
+	t.Parallel()
+	cluster := dbtest.NewCluster(t)
+	ctx := context.Background()
+	db, err := pgxpool.New(ctx, cluster.URL())
+	require.NoError(t, err)
+	defer db.Close()
+	_, err = queries.Migrate(ctx, db)
+	require.NoError(t, err)
+	_, err = db.Exec(ctx, warehouseSQL+`;
+INSERT INTO crm.companies (id, name, vat) SELECT g, 'C' || g, 'V' || g FROM generate_series(1, 100) g`)
+	require.NoError(t, err)
+	s := companiesSync()
+	s.Source.PageSize = 20
+	s.Target.MatchOn = []string{"vat"}
+	p, err := project.New(nil, map[string]project.Connection{"erp": testConnection}, s)
+	require.NoError(t, err)
+	target := enginetest.NewMemory()
+	var once sync.Once
+	eng := engine.New(db, engine.StaticProject(p), engine.Options{Open: only(target), Failpoint: func(point string) {
+		if point == "after-target-answered" {
+			once.Do(cluster.Restart)
+		}
+	}})
+	_, err = eng.Run(ctx, "companies", engine.RunOptions{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "sync companies: ")
+	assert.Contains(t, err.Error(), "run the sync again")
+	t.Logf("the run ended: %s", err)
+
+	res, err := eng.Run(ctx, "companies", engine.RunOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, engine.RunSucceeded, res.Status, res.Error)
+	assert.Len(t, target.Records("partners"), 100, "each record exactly once")
+	var bad int
+	require.NoError(t, db.QueryRow(ctx, `SELECT count(*) FROM link_tables.companies WHERE status <> 'success'`).Scan(&bad))
+	assert.Zero(t, bad)
+	var runs []string
+	rows, err := db.Query(ctx, `SELECT status FROM ferry.runs ORDER BY id`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var st string
+		require.NoError(t, rows.Scan(&st))
+		runs = append(runs, st)
+	}
+	assert.Equal(t, []string{"failed", "succeeded"}, runs, "the first run's row is closed too")
 }

@@ -73,6 +73,7 @@ func (r *runner) readAll(ctx context.Context, tx pgx.Tx, pages chan<- *page) err
 				delete(r.retry, *rec.id)
 			}
 		}
+		r.e.fail("after-scope-read")
 		if err := send(&page{recs: recs}); err != nil {
 			return err
 		}

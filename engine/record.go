@@ -135,11 +135,18 @@ func (r *runner) commit(ctx context.Context, out *pageOutcome) error {
 			if err := q.BookmarkSet(ctx, queries.BookmarkSetParams{Sync: r.s.Name, Value: *out.bookmark}); err != nil {
 				return fmt.Errorf("saving the bookmark: %w", err)
 			}
+			r.e.fail("before-bookmark-commit")
+		}
+		if len(out.writes) > 0 {
+			r.e.fail("before-link-commit")
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("sync %s: recording a page: %w", r.s.Name, err)
+		return fmt.Errorf("sync %s: recording a page: %w; run the sync again: what this run sent but could not record is settled then (write intents), not sent twice", r.s.Name, err)
+	}
+	if len(out.writes) > 0 {
+		r.e.fail("after-link-commit")
 	}
 	if out.bookmark != nil {
 		r.recordedBookmark = *out.bookmark

@@ -380,6 +380,7 @@ func (r *runner) body(ctx context.Context) (runErr error) {
 		what := "sync " + s.Name
 		defer r.lease.Release(ctx)
 		defer func() { r.finish(context.WithoutCancel(ctx), runErr) }()
+		defer func() { runErr = brokenWarehouse(runErr) }()
 		defer func() { runErr = lostClaim(ctx, what, runErr) }()
 	}
 	// Before hooks refresh what the scope reads, so they end before the
@@ -718,12 +719,14 @@ func (r *runner) finish(ctx context.Context, runErr error) {
 	if r.res.Error != "" {
 		msg = &r.res.Error
 	}
-	err := r.e.q.RunFinish(ctx, queries.RunFinishParams{
+	params := queries.RunFinishParams{
 		ID: r.runID, Status: string(r.res.Status), Read: c.Read, Inserted: c.Inserted, Updated: c.Updated,
 		Unchanged: c.Unchanged, Skipped: c.Skipped, Invalid: c.Invalid, Failed: c.Failed,
 		TargetCalls: c.TargetCalls, Lookups: c.Lookups, Caught: c.Caught, BookmarkAfter: after, Error: msg,
 		Reconcile: r.reconcile, BookmarkBefore: r.bookmark,
-	})
+	}
+	// A run row left "running" would read as a run still going.
+	err := queries.RetryBroken(ctx, func(ctx context.Context) error { return r.e.q.RunFinish(ctx, params) })
 	if err != nil {
 		r.e.log.Error("recording the end of a run", "sync", r.s.Name, "run", r.runID, "err", err)
 	}

@@ -138,16 +138,18 @@ func (w *writer) send(ctx context.Context, wp *writePage, todo []*item) {
 		if len(inserts) > 0 {
 			id, err := r.addIntent(ctx, inserts)
 			if err != nil {
-				w.stop = fmt.Errorf("sync %s: recording write intents: %w", r.s.Name, err)
+				w.stop = fmt.Errorf("sync %s: recording write intents: %w; the records of this chunk were not sent: run the sync again", r.s.Name, err)
 				wp.writeErr = w.stop
 				notSent(todo[start:], "not sent: the run stopped before this record was written")
 				return
 			}
 			c.intent = id
+			r.e.fail("after-intent-commit")
 		}
 		go func() {
 			defer close(c.done)
 			c.results, c.err = r.target.Write(ctx, r.s.Target.Object, c.changes)
+			r.e.fail("after-target-answered")
 		}()
 		wp.pending++
 		w.flying = append(w.flying, c)

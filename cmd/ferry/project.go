@@ -54,7 +54,7 @@ func (c *cli) startWith(p *project.Project, pool *pgxpool.Pool) (*session, error
 		return nil, err
 	}
 	eng := engine.New(pool, engine.StaticProject(p), engine.Options{
-		Connectors: connectors(), Env: c.env, Logger: c.log, ScriptPool: scripts, LeaseTTL: ttl,
+		Connectors: connectors(), Env: c.env, Logger: c.log, ScriptPool: scripts, LeaseTTL: ttl, Failpoint: failpoint(),
 	})
 	return &session{project: p, pool: pool, eng: eng, scripts: scripts}, nil
 }

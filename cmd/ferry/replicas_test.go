@@ -148,14 +148,21 @@ schedule: %s
 	require.Len(t, spans, nSyncs, "every sync ran")
 	minTicks := int(window/every) - 3
 	for _, s := range spans {
-		assert.Equal(t, s.want, s.ticks, "%s: every tick from its first to its last ran", s.sync)
 		assert.Equal(t, s.ticks, s.runs, "%s: no tick ran twice", s.sync)
 		assert.GreaterOrEqual(t, s.ticks, minTicks, "%s ticked every %s for %s", s.sync, every, window)
 	}
-	missing := w.int(t, `SELECT count(*) FROM (SELECT sync, min(tick) lo, max(tick) hi FROM ferry.runs GROUP BY sync) s
+	// A tick has its run, unless the sync's previous run was still waiting
+	// or running then: the spec's "the next run is queued" (one run right
+	// after, not one per tick), which a loaded machine can reach.
+	gaps := `FROM (SELECT sync, min(tick) lo, max(tick) hi FROM ferry.runs GROUP BY sync) s
 		CROSS JOIN LATERAL generate_series(s.lo, s.hi, make_interval(secs => $1)) g(tick)
-		WHERE NOT EXISTS (SELECT 1 FROM ferry.runs r WHERE r.sync = s.sync AND r.tick = g.tick)`, every.Seconds())
-	assert.Zero(t, missing, "ticks with no run")
+		WHERE NOT EXISTS (SELECT 1 FROM ferry.runs r WHERE r.sync = s.sync AND r.tick = g.tick)`
+	busy := `EXISTS (SELECT 1 FROM ferry.runs p WHERE p.sync = s.sync AND p.tick < g.tick AND p.finished_at > g.tick)`
+	missing := w.int(t, `SELECT count(*) `+gaps+` AND NOT `+busy, every.Seconds())
+	assert.Zero(t, missing, "ticks with no run, while the sync was idle")
+	if coalesced := w.int(t, `SELECT count(*) `+gaps+` AND `+busy, every.Seconds()); coalesced > 0 {
+		t.Logf("%d ticks found their sync's previous run still going and were folded into the run right after it", coalesced)
+	}
 	twice := w.int(t, `SELECT count(*) FROM (SELECT 1 FROM ferry.runs GROUP BY sync, tick HAVING count(*) > 1) d`)
 	assert.Zero(t, twice, "ticks that ran twice")
 	offBeat := w.int(t, `SELECT count(*) FROM ferry.runs WHERE extract(epoch FROM tick)::numeric % $1 <> 0`, int(every.Seconds()))

@@ -109,7 +109,7 @@ func (cmd *serveCmd) Run(ctx context.Context, c *cli) error {
 	// the API's metrics; the API is made before any run can start.
 	var a *api.Server
 	eng := engine.New(srv.pool, srv.projects, engine.Options{
-		Connectors: connectors(), Env: env, Logger: c.log, ScriptPool: scripts, LeaseTTL: ttl,
+		Connectors: connectors(), Env: env, Logger: c.log, ScriptPool: scripts, LeaseTTL: ttl, Failpoint: failpoint(),
 		OnRequest: func(conn string, status int, took time.Duration) { a.TargetRequest(conn, status, took) },
 	})
 	alerts := notify.New(srv.pool, notify.Options{Env: env, Logger: c.log})

@@ -293,7 +293,11 @@ func (l *Lease) Release(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	_ = l.q.LeaseRelease(ctx, queries.LeaseReleaseParams{Name: l.name, Epoch: l.epoch})
+	// A claim not given up blocks the sync for a whole TTL: retried when the
+	// connection died under it.
+	_ = queries.RetryBroken(ctx, func(ctx context.Context) error {
+		return l.q.LeaseRelease(ctx, queries.LeaseReleaseParams{Name: l.name, Epoch: l.epoch})
+	})
 }
 
 // Name is the lease's name ("sync:contacts").
