@@ -28,7 +28,8 @@ type item struct {
 	reason   string
 	class    string
 	printed  []string
-	recorded bool // its outcome went to the recorder with its chunk
+	errBody  string // what the target answered with its error (redacted)
+	recorded bool   // its outcome went to the recorder with its chunk
 }
 
 // decidedPage is a page the decider stage has prepared for the writer.
@@ -120,6 +121,9 @@ func (r *runner) decide(ctx context.Context, dp *decidedPage) ([]*item, error) {
 		}
 		it.hash = r.hashOf(it)
 		it.decision = r.choose(ctx, it, dp)
+	}
+	if err := r.lookupExisting(ctx, items, dp); err != nil {
+		return nil, err
 	}
 	return items, nil
 }

@@ -208,6 +208,10 @@ func (e *Engine) openTarget(ctx context.Context, p *project.Project, name string
 	if sh, ok := t.(connector.SecretHolder); ok {
 		e.redact.Add(sh.Secrets()...)
 	}
+	// Tokens a login or OAuth2 flow obtains later are redacted too.
+	if w, ok := t.(connector.SecretWatcher); ok {
+		w.WatchSecrets(e.redact.Add)
+	}
 	return t, nil
 }
 

@@ -106,6 +106,10 @@ func TestHTTPTargetEveryValidRecordExactlyOnce(t *testing.T) {
 	assert.Equal(t, int64(1), res.Counts.Failed)
 	assert.Contains(t, b.linkError("contacts", "7"), "email", "the CRM's validation message reaches the link row")
 	assert.Contains(t, b.linkError("contacts", "7"), "HTTP 422")
+	var body, payload string
+	require.NoError(t, b.db.QueryRow(context.Background(), `SELECT coalesce(error_body, ''), coalesce(payload::text, '') FROM link_tables.contacts WHERE source_id = 7`).Scan(&body, &payload))
+	assert.Contains(t, body, "not-an-email", "the CRM's own answer is kept with the error")
+	assert.JSONEq(t, `{"name": "Person 7", "email": "not-an-email"}`, payload, "the payload that failed is kept for a record never written")
 
 	// Bad credentials: the run stops after one failing call.
 	b.exec(`UPDATE crm.contacts SET name = name || ' (edited)', _sdc_batched_at = now() WHERE id <= 10`)
@@ -303,4 +307,55 @@ func TestUnreachableTargetStopsTheRunOnce(t *testing.T) {
 	var rows int
 	require.NoError(t, b.db.QueryRow(context.Background(), `SELECT count(*) FROM link_tables.contacts`).Scan(&rows))
 	assert.Zero(t, rows)
+}
+
+// A first sync into a CRM that already holds some of the contacts: with
+// lookup_before_insert they are found by e-mail, linked and updated; the
+// others are inserted; none is duplicated and none fails.
+func TestLookupBeforeInsertLinksWhatTheTargetHolds(t *testing.T) {
+	t.Parallel()
+	s := crmContactsSync()
+	s.Target.LookupBeforeInsert = true
+	b := setupCRM(t, s)
+	for i := 1; i <= 100; i++ {
+		b.srv.Put(t, "contacts", map[string]any{"name": fmt.Sprintf("Old %d", i), "email": fmt.Sprintf("p%d@example.com", i)})
+	}
+	// A near miss: the same address in another case is another record.
+	b.srv.Put(t, "contacts", map[string]any{"name": "Someone", "email": "P150@EXAMPLE.COM"})
+	b.exec(`INSERT INTO crm.contacts (id, name, email) SELECT g, 'Person ' || g, 'p' || g || '@example.com' FROM generate_series(1, 150) g`)
+	res := b.run("contacts")
+	assert.EqualValues(t, 100, res.Counts.Updated, "the 100 the CRM held are linked and updated")
+	assert.EqualValues(t, 50, res.Counts.Inserted)
+	assert.Zero(t, res.Counts.Failed)
+	assert.GreaterOrEqual(t, res.Counts.Lookups, int64(150))
+	for email, n := range b.emails() {
+		assert.Equal(t, 1, n, "%s is held once", email)
+	}
+	assert.Len(t, b.srv.Records("contacts"), 151)
+	for _, r := range b.srv.Records("contacts") {
+		if r["email"] == "p42@example.com" {
+			assert.Equal(t, "Person 42", r["name"], "the existing record was updated")
+		}
+	}
+	for id, l := range b.links("contacts") {
+		assert.Regexp(t, `^success:.+$`, l, "source id %s", id)
+	}
+}
+
+// An insert the CRM refuses with 409 (it holds that e-mail already) is no
+// error to fix: the next run finds the record by match_on and links it.
+func TestConflictOnInsertIsLinkedByMatchOn(t *testing.T) {
+	t.Parallel()
+	b := setupCRM(t, crmContactsSync())
+	b.srv.Put(t, "contacts", map[string]any{"name": "Old", "email": "p2@example.com"})
+	b.exec(`INSERT INTO crm.contacts (id, name, email) SELECT g, 'Person ' || g, 'p' || g || '@example.com' FROM generate_series(1, 3) g`)
+	res := b.run("contacts")
+	require.EqualValues(t, 2, res.Counts.Inserted)
+	assert.Contains(t, b.linkError("contacts", "2"), "already holds it (HTTP 409)")
+	res = b.run("contacts")
+	assert.EqualValues(t, 1, res.Counts.Updated, "found by e-mail, linked and updated")
+	assert.Len(t, b.srv.Records("contacts"), 3)
+	for id, l := range b.links("contacts") {
+		assert.Regexp(t, `^success:.+$`, l, "source id %s", id)
+	}
 }

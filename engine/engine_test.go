@@ -594,3 +594,30 @@ func TestWriteBackOfNewIDs(t *testing.T) {
 	res = b.run("companies")
 	assert.Zero(t, res.Counts.WrittenBack, "only new records are written back")
 }
+
+// lookup_in looks new records up in the target's copy in the warehouse
+// (its ELT table) instead of calling the target.
+func TestLookupInTheTargetsWarehouseCopy(t *testing.T) {
+	t.Parallel()
+	s := companiesSync()
+	s.Target.MatchOn = []string{"vat"}
+	s.Target.LookupIn = &project.LookupTable{Table: "erp_elt.partners"}
+	b := setup(t, s)
+	// The ERP holds two of the companies already; its pipeline copied them.
+	id1 := b.target.Put("partners", map[string]any{"name": "Old 1", "vat": "V1"})
+	id2 := b.target.Put("partners", map[string]any{"name": "Old 2", "vat": "V2"})
+	b.exec(`CREATE SCHEMA erp_elt; CREATE TABLE erp_elt.partners (id text PRIMARY KEY, name text, vat text)`)
+	b.exec(`INSERT INTO erp_elt.partners VALUES ($1, 'Old 1', 'V1'), ($2, 'Old 2', 'V2'), ('x', 'Twin', 'V3'), ('y', 'Twin', 'V3')`, id1, id2)
+	b.exec(`INSERT INTO crm.companies (id, name, vat) SELECT g, 'C' || g, 'V' || g FROM generate_series(1, 5) g`)
+	res := b.run("companies")
+	assert.EqualValues(t, 2, res.Counts.Updated, "linked to the records the ERP holds")
+	assert.EqualValues(t, 2, res.Counts.Inserted)
+	assert.EqualValues(t, 1, res.Counts.Failed, "V3 matches two ERP records: not guessed")
+	assert.Zero(t, res.Counts.Lookups, "no call to the target")
+	links := b.links("companies")
+	assert.Equal(t, "success:"+id1, links["1"])
+	assert.Equal(t, "success:"+id2, links["2"])
+	assert.Contains(t, b.linkError("companies", "3"), "matches 2 records")
+	assert.Len(t, b.target.Records("partners"), 4)
+	assert.Equal(t, "C1", b.target.Records("partners")[id1]["name"])
+}

@@ -180,3 +180,27 @@ INSERT INTO crm.companies (id, name, vat) SELECT g, 'C' || g, 'V' || g FROM gene
 	}
 	assert.Equal(t, []string{"failed", "succeeded"}, runs, "the first run's row is closed too")
 }
+
+// quotaTarget answers every write with a spent daily quota.
+type quotaTarget struct{ *enginetest.Memory }
+
+func (quotaTarget) Write(_ context.Context, _ string, changes []connector.Change) ([]connector.Result, error) {
+	err := &connector.Error{Class: connector.RateLimited, Status: 429, Message: "daily quota of 1000 requests spent"}
+	return make([]connector.Result, len(changes)), err
+}
+
+// A spent quota stops the run once, with what happened, and leaves every
+// record as it was: none is marked failed for the target's limit.
+func TestSpentQuotaStopsTheRunAndLeavesRecordsUntouched(t *testing.T) {
+	t.Parallel()
+	b := setup(t, companiesSync())
+	b.exec(`INSERT INTO crm.companies (id, name, vat) SELECT g, 'C' || g, 'V' || g FROM generate_series(1, 20) g`)
+	eng := engine.New(b.db, engine.StaticProject(b.proj), engine.Options{Open: only(quotaTarget{b.target})})
+	_, err := eng.Run(context.Background(), "companies", engine.RunOptions{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "refuses more requests for now")
+	assert.Contains(t, err.Error(), "daily quota")
+	assert.Empty(t, b.links("companies"), "no record is marked failed for the target's quota")
+	res := b.run("companies")
+	assert.EqualValues(t, 20, res.Counts.Inserted, "the next run sends them all")
+}

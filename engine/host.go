@@ -176,7 +176,11 @@ func (h *host) Write(ctx context.Context, w scripting.Write) (string, error) {
 	default:
 		return "", fmt.Errorf("connection %s: %s is not supported by this connector yet", conn, w.Op)
 	}
-	results, callErr := t.Write(ctx, object, []connector.Change{change})
+	scope := h.script
+	if scope == "" && h.r != nil {
+		scope = h.r.s.Name
+	}
+	results, callErr := t.Write(connector.WithIdempotencyScope(ctx, "script:"+scope), object, []connector.Change{change})
 	var res connector.Result
 	if len(results) > 0 {
 		res = results[0]

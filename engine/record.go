@@ -182,7 +182,17 @@ func (r *runner) linkWrites(items []*item) []linktable.Write {
 			if class == "pending" {
 				status = linktable.StatusPending
 			}
-			ws = append(ws, linktable.Write{SourceID: it.id, Status: status, Error: &msg, ErrorClass: &class, FailedOnce: true})
+			w := linktable.Write{SourceID: it.id, Status: status, Error: &msg, ErrorClass: &class, FailedOnce: true}
+			if it.link.TargetID == "" {
+				// A record never written keeps the payload that failed, to
+				// see what was sent; a written one keeps its last good one
+				// (plans compare with it).
+				w.Payload = it.payload
+			}
+			if it.errBody != "" {
+				w.ErrorBody = &it.errBody
+			}
+			ws = append(ws, w)
 		}
 	}
 	return ws

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -81,7 +82,11 @@ func (w *writer) page(ctx context.Context, dp *decidedPage) error {
 	if dp.tail == nil {
 		r.count(func(c *Counts) {
 			c.Read += int64(len(dp.recs))
+			// Lookups the engine made (settling pending inserts, looking
+			// records up before inserting them) are target calls and
+			// lookups both, like a transform's.
 			c.TargetCalls += dp.lookups
+			c.Lookups += dp.lookups
 		})
 		var todo []*item
 		for i, it := range dp.items {
@@ -148,7 +153,9 @@ func (w *writer) send(ctx context.Context, wp *writePage, todo []*item) {
 		}
 		go func() {
 			defer close(c.done)
-			c.results, c.err = r.target.Write(ctx, r.s.Target.Object, c.changes)
+			// The scope keeps client-chosen ids and idempotency keys apart
+			// between syncs that write the same source ids to one object.
+			c.results, c.err = r.target.Write(connector.WithIdempotencyScope(ctx, r.s.Name), r.s.Target.Object, c.changes)
 			r.e.fail("after-target-answered")
 		}()
 		wp.pending++
@@ -276,17 +283,25 @@ func (r *runner) landed(ctx context.Context, c *chunk) error {
 		case !res.Done:
 			it.fail(DecideNotSent, "not_sent", "not sent: the run stopped before this record was written")
 			continue
-		case res.Err != nil && (res.Err.Class == connector.Auth || res.Err.Class == connector.Unreachable):
-			// The target refused the credentials or was out of reach, not
-			// the record: untouched, like every record not sent.
+		case res.Err != nil && (res.Err.Class == connector.Auth || res.Err.Class == connector.Unreachable || res.Err.Class == connector.RateLimited):
+			// The target refused the credentials, was out of reach or its
+			// quota is spent, not the record: untouched, like every record
+			// not sent.
 			calls++
 			it.fail(DecideNotSent, "not_sent", "not written: "+res.Err.Error())
 			continue
 		case res.Err != nil:
 			calls++
 			it.fail(DecideFail, string(res.Err.Class), r.describeWriteError(c.changes[i], res.Err))
+			it.errBody = r.e.redact.Redact(res.Err.Body)
 			if res.Err.Class == connector.Ambiguous && c.changes[i].Op == connector.OpInsert {
 				it.class = "pending"
+			}
+			if res.Err.Status == http.StatusConflict && c.changes[i].Op == connector.OpInsert && r.canSettle() {
+				// The target says it holds this record already: found by
+				// match_on and linked on the next run, not an error to fix.
+				it.class = "pending"
+				it.reason = fmt.Sprintf("inserting source id %s: %s already holds it (HTTP 409): the next run finds it by %s and links it", it.id, r.s.Target.Object, strings.Join(r.s.Target.MatchOn, ", "))
 			}
 			if r.budget.observe(string(res.Err.Class), res.Err.Error()) {
 				r.halt(r.budget.stopped())
@@ -322,8 +337,17 @@ func (r *runner) landed(ctx context.Context, c *chunk) error {
 		return fmt.Errorf("sync %s: connection %s refused the credentials: %w; fix them (see the connection's auth settings) and run again: records not written yet are untouched", r.s.Name, r.s.Target.Connection, c.err)
 	case connector.Unreachable:
 		return fmt.Errorf("sync %s: connection %s cannot be reached: %w; the run stopped after the connector's retries: records not written yet are untouched", r.s.Name, r.s.Target.Connection, c.err)
+	case connector.RateLimited:
+		return fmt.Errorf("sync %s: connection %s refuses more requests for now: %w; the run stopped once its retry budget was spent (or its daily quota): records not written yet are untouched and go with the next run", r.s.Name, r.s.Target.Connection, c.err)
 	}
 	return fmt.Errorf("sync %s: writing to connection %s: %w", r.s.Name, r.s.Target.Connection, c.err)
+}
+
+// canSettle says whether a pending insert of this sync can be settled by
+// looking it up (match_on and a target that finds records).
+func (r *runner) canSettle() bool {
+	_, finds := r.target.(connector.Finder)
+	return finds && len(r.s.Target.MatchOn) > 0
 }
 
 // notSent marks items the run did not send: they stay as they were.

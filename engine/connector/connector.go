@@ -120,7 +120,15 @@ type Error struct {
 	Message    string        // what the target said, trimmed
 	RetryAfter time.Duration // for RateLimited
 	Err        error         // the underlying error, if any
+	// Body is the target's answer as it came (for an HTTP target, the
+	// response body), with the connection's secrets redacted and capped at
+	// MaxErrorBody bytes, for the engine to store beside Message: Message
+	// says what went wrong, Body is the evidence. "" when there was none.
+	Body string
 }
+
+// MaxErrorBody is the most of a target's answer an Error keeps in Body.
+const MaxErrorBody = 2048
 
 func (e *Error) Error() string {
 	msg := e.Message

@@ -116,19 +116,19 @@ func (r *Redactor) RedactError(err error) error {
 	return out
 }
 
-// RedactClassified returns e with its Message and its underlying error's
-// text redacted: e itself when neither holds a secret, otherwise a copy.
+// RedactClassified returns e with its Message, its Body and its underlying
+// error's text redacted: e itself when none holds a secret, otherwise a copy.
 func (r *Redactor) RedactClassified(e *Error) *Error {
 	if e == nil || r.empty() {
 		return e
 	}
-	msg := r.Redact(e.Message)
+	msg, body := r.Redact(e.Message), r.Redact(e.Body)
 	inner, changed := r.redactError(e.Err)
-	if msg == e.Message && !changed {
+	if msg == e.Message && body == e.Body && !changed {
 		return e
 	}
 	out := *e
-	out.Message, out.Err = msg, inner
+	out.Message, out.Body, out.Err = msg, body, inner
 	return &out
 }
 

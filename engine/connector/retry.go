@@ -40,3 +40,16 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 		return false
 	}
 }
+
+// BackoffHalfJitter is a wait between half of BackoffCeiling and all of it:
+// for a pause that must not be near zero (a rate limit that gave no
+// Retry-After: a retry at once would only meet it again) and should still
+// spread clients that met the limit together.
+func BackoffHalfJitter(attempt int, base, limit time.Duration) time.Duration {
+	ceiling := BackoffCeiling(attempt, base, limit)
+	if ceiling <= 1 {
+		return ceiling
+	}
+	half := ceiling / 2
+	return half + rand.N(ceiling-half+1)
+}

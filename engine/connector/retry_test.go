@@ -30,3 +30,17 @@ func TestSleepStopsWithItsContext(t *testing.T) {
 	require.False(t, Sleep(ctx, time.Hour), "a cancelled context ends the wait at once")
 	require.False(t, Sleep(ctx, 0))
 }
+
+func TestBackoffHalfJitterStaysInTheUpperHalf(t *testing.T) {
+	t.Parallel()
+	base, limit := 10*time.Millisecond, 80*time.Millisecond
+	for attempt := range 10 {
+		ceiling := BackoffCeiling(attempt, base, limit)
+		for range 50 {
+			d := BackoffHalfJitter(attempt, base, limit)
+			require.GreaterOrEqual(t, d, ceiling/2)
+			require.LessOrEqual(t, d, ceiling)
+		}
+	}
+	require.Zero(t, BackoffHalfJitter(3, 0, 0))
+}

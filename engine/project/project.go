@@ -295,6 +295,17 @@ func (s *Sync) check() []error {
 	if s.Schedule != nil {
 		errs = append(errs, s.Schedule.check(s.FileOrName(), "schedule")...)
 	}
+	if (s.Target.LookupBeforeInsert || s.Target.LookupIn != nil) && len(s.Target.MatchOn) == 0 {
+		bad("target.match_on", "lookup_before_insert and lookup_in look records up by match_on: name the target fields that identify a record (e.g. [email])")
+	}
+	if li := s.Target.LookupIn; li != nil {
+		if !sqlident.IsTable(li.Table) {
+			bad("target.lookup_in.table", "%q is not a table name: write schema.table, the table the target's ELT pipeline loads", li.Table)
+		}
+		if li.ID != "" && !namePattern.MatchString(li.ID) {
+			bad("target.lookup_in.id", "%q is not a column name", li.ID)
+		}
+	}
 	if s.Hooks != nil {
 		errs = append(errs, s.Hooks.check(s.FileOrName(), "hooks")...)
 	}

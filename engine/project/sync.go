@@ -99,6 +99,23 @@ type TargetRef struct {
 	// to reconcile an insert whose outcome was lost (needs a target that can
 	// look records up).
 	MatchOn []string `json:"match_on,omitempty"`
+	// LookupBeforeInsert looks each new record up by match_on before
+	// inserting it: one the target already holds is linked and updated
+	// instead of duplicated (the first sync into a target that already
+	// has some of the records).
+	LookupBeforeInsert bool `json:"lookup_before_insert,omitempty"`
+	// LookupIn does that lookup in the target's copy in the warehouse (the
+	// table its ELT pipeline loads) instead of calling the target: cheaper,
+	// and as fresh as the pipeline's last load.
+	LookupIn *LookupTable `json:"lookup_in,omitempty"`
+}
+
+// LookupTable is a warehouse table that mirrors a target object: its ID
+// column holds the target's ids, and it has a column for each match_on
+// field, by the same name.
+type LookupTable struct {
+	Table string `json:"table"`        // schema.table
+	ID    string `json:"id,omitempty"` // default "id"
 }
 
 // Field maps one source column, or a static value, to a target field.

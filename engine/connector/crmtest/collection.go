@@ -145,17 +145,7 @@ func (c *collection) create(fields map[string]any) reply {
 	if rep, bad := c.conflict(fields, ""); bad {
 		return rep
 	}
-	c.seq++
-	r := &record{seq: c.seq, fields: fields}
-	key := c.rules.IDPrefix + strconv.FormatInt(c.seq, 10)
-	r.id = key
-	if c.rules.NumericIDs {
-		key = strconv.FormatInt(c.seq, 10)
-		r.id = json.Number(key)
-	}
-	c.records[key] = r
-	c.index(key, fields, true)
-	return reply{http.StatusCreated, c.response(r)}
+	return reply{http.StatusCreated, c.response(c.insertLocked(fields))}
 }
 
 // update merges fields into the record (replace false, PATCH) or replaces

@@ -13,7 +13,13 @@
 //	PATCH  /{object}/{id}        merge:  200 {"id": …, …} or 404
 //	PUT    /{object}/{id}        replace: 200 or 404
 //	DELETE /{object}/{id}        204 or 404
+//	POST   /{object}/batch/create {"inputs": [...]}: 201 {"results": [...]}, all or nothing
+//	POST   /{object}/batch/update {"inputs": [{"id", "fields"}]}: 200, all or nothing
 //
+// A batch that fails is answered as its first bad input alone would be,
+// without saying which input it was (see batch.go). Options.RateWindow
+// limits requests in a sliding window (429 with or without Retry-After)
+// and counts what it refused, so that tests can fail on any excess.
 // Errors are JSON: 401 {"message":"invalid token"} for a wrong bearer token,
 // 409 {"message":"contact with email x already exists"} for a unique field,
 // 422 {"errors":[{"field":"email","message":"is required"}]} for a missing
@@ -58,6 +64,22 @@ type Options struct {
 	// too: {"message": "invalid token (Authorization: Bearer …)", …}. A 422
 	// without a message gets one: "validation failed (Authorization: …)".
 	EchoAuthInErrors bool
+	// MaxBatch is the most inputs a batch request may carry; default
+	// DefaultMaxBatch.
+	MaxBatch int
+	// RateWindow, when set, limits requests as many APIs do: at most
+	// Requests in any span of Per (a sliding window over the requests it
+	// accepted). A request over the limit is answered 429, with a
+	// Retry-After until a slot frees when RetryAfter is set, without one
+	// otherwise, and counted (Refused).
+	RateWindow *RateWindow
+}
+
+// RateWindow is a limit of Requests requests in any span of Per.
+type RateWindow struct {
+	Requests   int
+	Per        time.Duration
+	RetryAfter bool
 }
 
 // Object holds the validation rules and id style of one collection.
@@ -92,6 +114,8 @@ type Server struct {
 	httpServer *httptest.Server
 	anyObject  bool
 	echoAuth   bool
+	maxBatch   int
+	window     *slidingWindow
 
 	token    atomic.Pointer[string]
 	latency  atomic.Int64 // nanoseconds
@@ -140,6 +164,16 @@ func NewServer(opts Options) (*Server, error) {
 		closing:     make(chan struct{}),
 		collections: make(map[string]*collection),
 		requests:    make(map[route]int),
+		maxBatch:    opts.MaxBatch,
+	}
+	if s.maxBatch <= 0 {
+		s.maxBatch = DefaultMaxBatch
+	}
+	if w := opts.RateWindow; w != nil {
+		if w.Requests <= 0 || w.Per <= 0 {
+			return nil, fmt.Errorf("rate window %d per %s: both must be positive", w.Requests, w.Per)
+		}
+		s.window = &slidingWindow{n: w.Requests, per: w.Per, retryAfter: w.RetryAfter}
 	}
 	for name, o := range opts.Objects {
 		c, err := newCollection(name, o)
@@ -221,6 +255,15 @@ func (s *Server) ResetCounters() {
 	defer s.statsMu.Unlock()
 	s.total = 0
 	s.requests = make(map[route]int)
+}
+
+// Refused returns how many requests the rate window refused (429), and the
+// most requests it saw in any span of its Per, refused ones included.
+func (s *Server) Refused() (refused, peak int) {
+	if s.window == nil {
+		return 0, 0
+	}
+	return s.window.counts()
 }
 
 // Waited returns how many requests waited for the latency and how long they

@@ -321,3 +321,45 @@ func TestLatencyIsNeverShort(t *testing.T) {
 	require.Less(t, time.Since(start), 10*time.Second)
 	require.GreaterOrEqual(t, time.Since(start), latency)
 }
+
+func TestBatchEndpoints(t *testing.T) {
+	t.Parallel()
+	srv := newCRM(t)
+	ok := call(t, srv, "POST", "/contacts/batch/create", "tok", `{"inputs":[{"email":"a@example.com"},{"email":"b@example.com"}]}`)
+	require.Equal(t, 201, ok.status)
+	results := ok.body["results"].([]any)
+	require.Len(t, results, 2)
+	require.Equal(t, "a@example.com", results[0].(map[string]any)["email"], "results in input order")
+
+	// All or nothing, answered as the bad input alone would be, without
+	// saying which one it was.
+	bad := call(t, srv, "POST", "/contacts/batch/create", "tok", `{"inputs":[{"email":"c@example.com"},{"email":"c@example.com"}]}`)
+	require.Equal(t, 409, bad.status)
+	require.Equal(t, 2, srv.Count("contacts"))
+	bad = call(t, srv, "POST", "/contacts/batch/create", "tok", `{"inputs":[{"email":"d@example.com"},{"name":"no email"}]}`)
+	require.Equal(t, 422, bad.status)
+	require.Equal(t, 2, srv.Count("contacts"))
+
+	id := results[0].(map[string]any)["id"].(string)
+	upd := call(t, srv, "POST", "/contacts/batch/update", "tok", `{"inputs":[{"id":"`+id+`","fields":{"name":"A"}},{"id":"c_404","fields":{"name":"x"}}]}`)
+	require.Equal(t, 404, upd.status)
+	rec, _ := srv.Record("contacts", id)
+	require.Nil(t, rec["name"], "nothing of the failed batch was written")
+	upd = call(t, srv, "POST", "/contacts/batch/update", "tok", `{"inputs":[{"id":"`+id+`","fields":{"name":"A"}}]}`)
+	require.Equal(t, 200, upd.status)
+	rec, _ = srv.Record("contacts", id)
+	require.Equal(t, "A", rec["name"])
+}
+
+func TestRateWindow(t *testing.T) {
+	t.Parallel()
+	srv := crmtest.New(t, crmtest.Options{RateWindow: &crmtest.RateWindow{Requests: 2, Per: time.Minute, RetryAfter: true}})
+	require.Equal(t, 200, call(t, srv, "GET", "/contacts", "", ``).status)
+	require.Equal(t, 200, call(t, srv, "GET", "/contacts", "", ``).status)
+	limited := call(t, srv, "GET", "/contacts", "", ``)
+	require.Equal(t, 429, limited.status)
+	require.NotEmpty(t, limited.header.Get("Retry-After"))
+	refused, peak := srv.Refused()
+	require.Equal(t, 1, refused)
+	require.Equal(t, 3, peak)
+}

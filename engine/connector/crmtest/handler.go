@@ -29,6 +29,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeReply(w, s.echo(r, message(http.StatusUnauthorized, "invalid token")))
 		return
 	}
+	if s.window != nil {
+		if wait, ok := s.window.admit(time.Now()); !ok {
+			if s.window.retryAfter {
+				w.Header().Set("Retry-After", formatRetryAfter(wait))
+			}
+			writeReply(w, s.echo(r, message(http.StatusTooManyRequests, "rate limit exceeded")))
+			return
+		}
+	}
 	if take(&s.failN) {
 		writeReply(w, s.echo(r, message(int(s.failCode.Load()), "injected failure")))
 		return
@@ -92,6 +101,18 @@ func (s *Server) handle(r *http.Request, object, rest string) reply {
 			}
 		}
 		return c.search(match)
+	case rest == "batch/create" && r.Method == http.MethodPost:
+		inputs, rep, ok := s.batchInputs(r)
+		if !ok {
+			return rep
+		}
+		return c.batchCreate(inputs)
+	case rest == "batch/update" && r.Method == http.MethodPost:
+		inputs, rep, ok := s.batchInputs(r)
+		if !ok {
+			return rep
+		}
+		return c.batchUpdate(inputs)
 	case rest == "" || strings.Contains(rest, "/"):
 		return message(http.StatusNotFound, "no route for %s %s", r.Method, r.URL.Path)
 	}

@@ -59,10 +59,26 @@ func newTarget(t testing.TB, cfg httptarget.Config) *httptarget.Target {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
+	harness(t, func(srv *crmtest.Server, tokenValue string) httptarget.Config { return config(srv, tokenValue) })
+}
+
+// TestConformanceBatch runs the suite with inserts and updates sent in
+// batches of 8 through crmtest's all-or-nothing batch endpoints: a bad
+// record is found by splitting, and each result still lands in its place.
+func TestConformanceBatch(t *testing.T) {
+	t.Parallel()
+	harness(t, func(srv *crmtest.Server, tokenValue string) httptarget.Config {
+		cfg := batchConfig(srv, 8)
+		cfg.Env = config(srv, tokenValue).Env
+		return cfg
+	})
+}
+
+func harness(t *testing.T, configure func(srv *crmtest.Server, tokenValue string) httptarget.Config) {
 	conformance.Run(t, conformance.Harness{Setup: func(t *testing.T) conformance.Env {
 		srv := contactsCRM(t)
 		return conformance.Env{
-			Target:         newTarget(t, config(srv, token)),
+			Target:         newTarget(t, configure(srv, token)),
 			Object:         "contacts",
 			Invalid:        map[string]any{"name": "no email"},
 			InvalidMessage: "email: is required",
@@ -76,7 +92,7 @@ func TestConformance(t *testing.T) {
 			},
 			Count: func(context.Context) (int, error) { return srv.Count("contacts"), nil },
 			BadAuth: func(t *testing.T) connector.Target {
-				return newTarget(t, config(srv, "wrong-token"))
+				return newTarget(t, configure(srv, "wrong-token"))
 			},
 		}
 	}})

@@ -13,14 +13,14 @@ func Kind() connector.Kind {
 		Name: "http",
 		Check: func(settings json.RawMessage) error {
 			var cfg Config
-			if err := connector.DecodeSettings(settings, &cfg); err != nil {
+			if err := connector.DecodeStrict(settings, &cfg); err != nil {
 				return err
 			}
 			return Check(cfg)
 		},
 		Open: func(ctx context.Context, settings json.RawMessage, env connector.LookupEnv) (connector.Target, error) {
 			var cfg Config
-			if err := connector.DecodeSettings(settings, &cfg); err != nil {
+			if err := connector.DecodeStrict(settings, &cfg); err != nil {
 				return nil, &connector.SettingsError{Err: err}
 			}
 			cfg.Env = env

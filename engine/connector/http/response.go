@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ferry-sync/ferry/engine/connector"
+	"github.com/ferry-sync/ferry/internal/jsonx"
 )
 
 // maxMessage is how much of a response body an error message keeps.
@@ -18,6 +19,10 @@ const maxMessage = 500
 
 // decodeJSON decodes a response body keeping numbers exact.
 func decodeJSON(b []byte) (any, error) {
+	if obj, ok := jsonx.DecodeObject(b); ok {
+		// The fast path for objects: the same values encoding/json gives.
+		return obj, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any

@@ -113,7 +113,7 @@ func TestTransportIsSizedToConcurrency(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 48, target.transport.MaxConnsPerHost)
 	require.Equal(t, 48, target.transport.MaxIdleConnsPerHost)
-	require.Equal(t, 48, cap(target.slots))
+	require.Equal(t, 48, cap(target.budget.slots))
 	require.Equal(t, "https://api.example.com/v1", target.s.baseURL)
 	obj := target.s.objects["contacts"]
 	require.Equal(t, Endpoint{Method: "POST", Path: "/contacts"}, obj.insert)

@@ -25,15 +25,22 @@ type request struct {
 	path     string // relative to the base URL, {id} already filled
 	query    url.Values
 	body     []byte
-	notFound bool // a 404 means the addressed record does not exist (updates)
-	write    bool // it may change the target: it must pass the call's gate
+	header   http.Header // more headers (an Idempotency-Key)
+	notFound bool        // a 404 means the addressed record does not exist (updates)
+	write    bool        // it may change the target: it must pass the call's gate
+	safe     bool        // it may be sent again after it may have been applied
+	insert   bool        // it creates records (an insert, a batch of them)
+	obj      *object     // whose field errors settings read its error answers
+	timedOut *atomic.Bool
 }
 
 func (rq request) where() string { return rq.method + " " + rq.path }
 
 // idempotent says whether the request may be sent again after it may have
-// been applied: every method but POST (updates set fields to values).
-func (rq request) idempotent() bool { return rq.method != http.MethodPost }
+// been applied: every method but POST (updates set fields to values), and
+// inserts the object makes idempotent (a client-chosen id, an idempotency
+// key).
+func (rq request) idempotent() bool { return rq.safe || rq.method != http.MethodPost }
 
 type response struct {
 	status int
@@ -42,58 +49,98 @@ type response struct {
 }
 
 // send makes the request, retrying what is worth retrying. It returns the 2xx
-// response, or the classified error of the last attempt. done is false when
-// the call stopped (auth failure elsewhere in the call, or ctx) before
-// anything that could have changed the target was sent.
+// response, or the classified error of the last attempt (with the response
+// it came with, if any). done is false when the call stopped (auth failure
+// elsewhere in the call, or ctx) before anything that could have changed the
+// target was sent.
 func (t *Target) send(ctx context.Context, c *call, rq request) (response, *connector.Error, bool) {
 	where := rq.where()
-	for attempt := 0; ; attempt++ {
-		probing, ok := t.waitTurn(ctx, c)
+	renewed := false             // the token was renewed once for this request
+	var limitedFor time.Duration // waited for 429s in all
+	for attempt := 0; ; {
+		turn, qerr, ok := t.waitTurn(ctx, c)
+		if qerr != nil {
+			c.Stop(qerr)
+			return response{}, nil, false
+		}
 		if !ok {
 			return response{}, nil, false
 		}
 		if rq.write && !c.Pass(ctx) {
 			// Checked last, right before sending: the run's claim may have
 			// ended while this request waited for its turn.
-			if probing {
-				<-t.probe
-			}
+			turn.release()
 			return response{}, nil, false
 		}
+		authValue, gen, aerr := t.creds.current(ctx)
+		if aerr != nil {
+			// Nothing was sent: the credentials could not be had.
+			if aerr.Class == connector.Auth || aerr.Class == connector.Unreachable || aerr.Class == connector.RateLimited {
+				c.Stop(aerr)
+			}
+			turn.release()
+			if ctx.Err() != nil {
+				return response{}, nil, false
+			}
+			return response{}, aerr, true
+		}
 		began := time.Now()
-		resp, sent, err := t.roundTrip(ctx, c, rq)
+		resp, sent, err := t.roundTrip(ctx, c, rq, authValue)
 		connector.Observe(ctx, resp.status, time.Since(began))
-		t.learn(resp.status, err)
+
+		var ans *answer
+		inspect := func() answer {
+			if ans == nil {
+				a := t.inspect(resp.status, resp.body, rq.obj)
+				ans = &a
+			}
+			return *ans
+		}
+		authFailed := err == nil && (resp.status == http.StatusUnauthorized || resp.status == http.StatusForbidden)
+		if err == nil && !authFailed && t.s.authError != nil && resp.status >= 300 {
+			authFailed = t.s.authError.matches(inspect())
+		}
+		t.learn(resp.status, err, authFailed)
+		t.budget.learn(resp.status, err)
 		var wait time.Duration // for a 429: how long the connection pauses
+		waitOK := true
 		if err == nil && resp.status == http.StatusTooManyRequests {
-			var given bool
-			if wait, given = parseRetryAfter(resp.header.Get("Retry-After"), time.Now()); !given {
-				// The pause holds every request back: jitter would spread nothing.
-				wait = connector.BackoffCeiling(attempt, t.s.backoffBase, t.s.backoffMax)
-			}
-			if wait <= t.s.maxRetryAfter {
-				t.pauseFor(wait) // before the probe is released, so that no request slips through
-			}
+			wait, waitOK = t.budget.limited(resp.header, began, t)
 		}
 		var authErr *connector.Error
-		if err == nil && (resp.status == http.StatusUnauthorized || resp.status == http.StatusForbidden) {
+		if authFailed {
+			if resp.status != http.StatusForbidden && t.creds.renewable() && !renewed {
+				// The token expired or was revoked: get a new one, once,
+				// and send the request again (it was refused, so not applied).
+				turn.release()
+				renewed = true
+				if rerr := t.creds.renew(ctx, gen); rerr != nil {
+					if ctx.Err() != nil {
+						return response{}, nil, false
+					}
+					c.Stop(rerr)
+					return resp, rerr, true
+				}
+				continue
+			}
 			// Stopped before the probe is released, so that no request of the
 			// call follows the one that met the refusal.
-			authErr = t.newError(connector.Auth, resp.status, where+": "+targetMessage(resp.status, resp.body, t.redactor), nil)
+			authErr = t.failureOf(connector.Auth, where, inspect())
 			c.Stop(authErr)
 		}
-		if probing {
-			<-t.probe
-		}
+		turn.release()
 		retriesLeft := attempt < t.s.retries
 
 		if err != nil {
+			if sent && rq.timedOut != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				rq.timedOut.Store(true)
+			}
 			switch {
 			case errors.Is(err, errGateClosed):
 				return response{}, nil, false
 			case ctx.Err() != nil && !sent:
 				return response{}, nil, false
-			case ctx.Err() != nil && rq.idempotent():
+			case ctx.Err() != nil && rq.idempotent() && !rq.insert:
 				return response{}, t.newError(connector.Retryable, 0, where+": cancelled while waiting for the response", err), true
 			case ctx.Err() != nil:
 				return response{}, t.newError(connector.Ambiguous, 0, where+": cancelled after the request was sent: the record may have been created", err), true
@@ -104,6 +151,7 @@ func (t *Target) send(ctx context.Context, c *call, rq request) (response, *conn
 				if !t.backoff(ctx, attempt) {
 					return response{}, nil, false
 				}
+				attempt++
 				continue
 			case !sent && connector.Unreached(err):
 				// Nothing reached the target, after every retry: every other
@@ -118,7 +166,7 @@ func (t *Target) send(ctx context.Context, c *call, rq request) (response, *conn
 
 		status := resp.status
 		classified := func(class connector.Class) *connector.Error {
-			return t.newError(class, status, where+": "+targetMessage(status, resp.body, t.redactor), nil)
+			return t.failureOf(class, where, inspect())
 		}
 		switch {
 		case status >= 200 && status < 300:
@@ -126,9 +174,13 @@ func (t *Target) send(ctx context.Context, c *call, rq request) (response, *conn
 		case authErr != nil:
 			return resp, authErr, true
 		case status == http.StatusTooManyRequests:
-			if wait > t.s.maxRetryAfter || !retriesLeft {
+			limitedFor += wait
+			if !waitOK || limitedFor > t.s.retryBudget {
 				e := classified(connector.RateLimited)
 				e.RetryAfter = wait
+				if waitOK {
+					e.Message += fmt.Sprintf(" (still limited after %s of waiting: retry_budget)", t.s.retryBudget)
+				}
 				return resp, e, true
 			}
 			continue // waitTurn waits out the pause
@@ -142,6 +194,7 @@ func (t *Target) send(ctx context.Context, c *call, rq request) (response, *conn
 			if !t.backoff(ctx, attempt) {
 				return response{}, nil, false
 			}
+			attempt++
 			continue
 		case status >= 500:
 			return resp, classified(connector.Retryable), true
@@ -168,43 +221,80 @@ func retryableStatus(status int) bool {
 	return false
 }
 
+// turn is what a request holds while it is sent: the credentials probe, the
+// connection's throttle.
+type turn struct {
+	t                   *Target
+	probing, throttling bool
+}
+
+func (tu *turn) release() {
+	if tu.probing {
+		<-tu.t.probe
+		tu.probing = false
+	}
+	if tu.throttling {
+		<-tu.t.budget.throttle
+		tu.throttling = false
+	}
+}
+
 // waitTurn waits, while the credentials are unproven, for the probe; then
-// for the connection's 429 pause and its rate limit. probing says the probe
-// is held. ok is false when the call stopped or ctx ended.
-func (t *Target) waitTurn(ctx context.Context, c *call) (probing, ok bool) {
+// for the connection's 429 pause and throttle, its rate limit, its window
+// and its daily quota (the window last, so that its grant is the time of
+// sending). ok is false when the call stopped or ctx ended; qerr is the
+// used-up quota.
+func (t *Target) waitTurn(ctx context.Context, c *call) (tu turn, qerr *connector.Error, ok bool) {
+	tu.t = t
 	if c.Stopped() {
-		return false, false
+		return tu, nil, false
+	}
+	fail := func() (turn, *connector.Error, bool) {
+		tu.release()
+		return tu, qerr, false
 	}
 	if !t.verified.Load() {
 		select {
 		case t.probe <- struct{}{}:
-			probing = true
+			tu.probing = true
 		case <-ctx.Done():
-			return false, false
+			return tu, nil, false
 		}
 		if t.verified.Load() {
 			<-t.probe
-			probing = false
+			tu.probing = false
 		}
 	}
 	// The pause is checked after the probe: the request that held it may
 	// just have been told to wait.
-	ok = t.waitPause(ctx) && (t.limiter == nil || t.limiter.Wait(ctx) == nil) &&
-		!c.Stopped() && ctx.Err() == nil
-	if !ok && probing {
-		<-t.probe
-		probing = false
+	b := t.budget
+	if !b.waitPause(ctx) {
+		return fail()
 	}
-	return probing, ok
+	if b.throttled.Load() {
+		select {
+		case b.throttle <- struct{}{}:
+			tu.throttling = true
+		case <-ctx.Done():
+			return fail()
+		}
+		if !b.waitPause(ctx) {
+			return fail()
+		}
+	}
+	if qerr = b.waitLimits(ctx, t); qerr != nil || ctx.Err() != nil || c.Stopped() {
+		return fail()
+	}
+	return tu, nil, true
 }
 
-// learn records whether the credentials work: any answer but 401, 403, 429
-// and 5xx shows they do (a 4xx about the record means it was authenticated);
-// 401 and 403 show they no longer do.
-func (t *Target) learn(status int, err error) {
+// learn records whether the credentials work: any answer but 401, 403, 429,
+// 5xx and those auth_error declares shows they do (a 4xx about the record
+// means it was authenticated); a refusal shows they no longer do.
+func (t *Target) learn(status int, err error, authFailed bool) {
 	switch {
 	case err != nil || status == 0:
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+	case authFailed:
 		t.verified.Store(false)
 	case status == http.StatusTooManyRequests || status >= 500:
 	case status < 500:
@@ -214,7 +304,7 @@ func (t *Target) learn(status int, err error) {
 
 // roundTrip makes one attempt. sent says the request was written to the
 // connection, so the target may have applied it even without a response.
-func (t *Target) roundTrip(ctx context.Context, c *call, rq request) (resp response, sent bool, err error) {
+func (t *Target) roundTrip(ctx context.Context, c *call, rq request, authValue string) (resp response, sent bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, t.s.timeout)
 	defer cancel()
 	var wrote atomic.Bool // set on the transport's goroutine
@@ -244,14 +334,15 @@ func (t *Target) roundTrip(ctx context.Context, c *call, rq request) (resp respo
 	}
 	if rq.body != nil {
 		req.ContentLength = int64(len(rq.body))
-	}
-	if rq.body != nil {
 		req.Header = t.bodyHeader.Clone()
 	} else {
 		req.Header = t.header.Clone()
 	}
-	if t.s.authHeader != "" {
-		req.Header.Set(t.s.authHeader, t.s.authValue.Reveal())
+	for k, v := range rq.header {
+		req.Header[k] = v
+	}
+	if authValue != "" {
+		req.Header.Set(t.s.auth.header, authValue)
 	}
 
 	res, err := t.client.Do(req)
@@ -281,35 +372,6 @@ func (t *Target) describe(err error) string {
 // backoff sleeps before a retry, reporting false when ctx ended.
 func (t *Target) backoff(ctx context.Context, attempt int) bool {
 	return connector.Sleep(ctx, connector.Backoff(attempt, t.s.backoffBase, t.s.backoffMax))
-}
-
-// pauseFor holds back every request on the connection for d (a 429).
-func (t *Target) pauseFor(d time.Duration) {
-	until := int64(time.Since(t.epoch) + d)
-	for {
-		cur := t.pausedUntil.Load()
-		if until <= cur || t.pausedUntil.CompareAndSwap(cur, until) {
-			return
-		}
-	}
-}
-
-// waitPause waits until the connection is not paused, reporting false when
-// ctx ended.
-func (t *Target) waitPause(ctx context.Context) bool {
-	for {
-		until := t.pausedUntil.Load()
-		if until == 0 {
-			return true
-		}
-		d := time.Duration(until) - time.Since(t.epoch)
-		if d <= 0 {
-			return true
-		}
-		if !connector.Sleep(ctx, d) {
-			return false
-		}
-	}
 }
 
 // gatedBody asks the call's gate once more when the transport starts

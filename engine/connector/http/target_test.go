@@ -49,6 +49,7 @@ func fastConfig(baseURL string) httptarget.Config {
 	return httptarget.Config{
 		BaseURL:     baseURL,
 		Retries:     retries(2),
+		RetryBudget: httptarget.Duration(20 * time.Millisecond),
 		BackoffBase: httptarget.Duration(time.Millisecond),
 		BackoffMax:  httptarget.Duration(2 * time.Millisecond),
 		Objects: map[string]httptarget.Object{
@@ -99,7 +100,7 @@ func TestClassification(t *testing.T) {
 		{"insert 302", "contacts", insert, 302, http.Header{"Location": {"/elsewhere"}}, ``, connector.Rejected, "", 1, false, "redirect"},
 		{"insert 401", "contacts", insert, 401, nil, `{"message":"invalid token"}`, connector.Auth, "", 1, true, "invalid token"},
 		{"update 403", "contacts", update, 403, nil, msg, connector.Auth, "42", 1, true, ""},
-		{"insert 429 beyond retries", "contacts", insert, 429, retryAfter0, msg, connector.RateLimited, "", 3, false, ""},
+		{"insert 429 beyond the retry budget", "contacts", insert, 429, retryAfter0, msg, connector.RateLimited, "", -1, false, "retry_budget"},
 		{"insert 500 retried", "contacts", insert, 500, nil, msg, connector.Retryable, "", 3, false, "the target says no"},
 		{"update 502 retried", "contacts", update, 502, nil, ``, connector.Retryable, "42", 3, false, "Bad Gateway"},
 		{"update 503 retried", "contacts", update, 503, nil, msg, connector.Retryable, "42", 3, false, ""},
@@ -115,7 +116,11 @@ func TestClassification(t *testing.T) {
 			target := newTarget(t, fastConfig(srv.srv.URL))
 			res, err := target.Write(context.Background(), tc.object, []connector.Change{tc.change})
 			require.Len(t, res, 1)
-			require.Equal(t, tc.requests, srv.requests.Load(), "requests sent")
+			if tc.requests < 0 {
+				require.Greater(t, srv.requests.Load(), int64(1), "requests sent: retried until the retry budget is spent")
+			} else {
+				require.Equal(t, tc.requests, srv.requests.Load(), "requests sent")
+			}
 			require.True(t, res[0].Done)
 			require.Equal(t, tc.id, res[0].TargetID)
 			if tc.callErr {
@@ -147,8 +152,9 @@ func TestRetriesAgainstCRM(t *testing.T) {
 	}{
 		{"two 500s then success", func(s *crmtest.Server) { s.FailNext(2, 500) }, "", 1, 3},
 		{"two 503s then success", func(s *crmtest.Server) { s.FailNext(2, 503) }, "", 1, 3},
-		{"two 429s then success", func(s *crmtest.Server) { s.RateLimitNext(2, 20*time.Millisecond) }, "", 1, 3},
-		{"429s beyond the budget", func(s *crmtest.Server) { s.RateLimitNext(3, 10*time.Millisecond) }, connector.RateLimited, 0, 3},
+		{"two 429s then success", func(s *crmtest.Server) { s.RateLimitNext(2, 10*time.Millisecond) }, "", 1, 3},
+		{"429s beyond the retry budget", func(s *crmtest.Server) { s.RateLimitNext(5, 10*time.Millisecond) }, connector.RateLimited, 0, 3},
+		{"429s are not bounded by retries", func(s *crmtest.Server) { s.RateLimitNext(2, 5*time.Millisecond) }, "", 1, 3},
 		{"500s beyond the budget", func(s *crmtest.Server) { s.FailNext(3, 500) }, connector.Retryable, 0, 3},
 		{"a 400 is not retried", func(s *crmtest.Server) { s.FailNext(3, 400) }, connector.Rejected, 0, 1},
 	}
@@ -158,6 +164,7 @@ func TestRetriesAgainstCRM(t *testing.T) {
 			srv := contactsCRM(t)
 			cfg := config(srv, token)
 			cfg.Retries = retries(2)
+			cfg.RetryBudget = httptarget.Duration(25 * time.Millisecond) // three waits of 10ms exceed it
 			target := newTarget(t, cfg)
 			tc.fault(srv)
 			res, err := target.Write(context.Background(), "contacts", []connector.Change{insertOf(map[string]any{"email": "a@example.com"})})
@@ -341,6 +348,7 @@ func TestRateLimitPausesTheWholeConnection(t *testing.T) {
 	t.Cleanup(srv.Close)
 	cfg := fastConfig(srv.URL)
 	cfg.Concurrency = 8
+	cfg.RetryBudget = 0 // the default: a 300ms pause is well within it
 	target := newTarget(t, cfg)
 
 	changes := make([]connector.Change, 8)
@@ -524,8 +532,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 			Objects: map[string]httptarget.Object{"c": {Update: httptarget.Endpoint{Path: "/c"}}}}, "must contain {id}"},
 		{"path without slash", httptarget.Config{BaseURL: "https://api.example.com",
 			Objects: map[string]httptarget.Object{"c": {Insert: httptarget.Endpoint{Path: "c"}}}}, "must start with /"},
-		{"lookup by POST", httptarget.Config{BaseURL: "https://api.example.com",
-			Objects: map[string]httptarget.Object{"c": {Lookup: &httptarget.Lookup{Method: "POST", Path: "/c/search"}}}}, "only GET"},
+		{"lookup by PUT", httptarget.Config{BaseURL: "https://api.example.com",
+			Objects: map[string]httptarget.Object{"c": {Lookup: &httptarget.Lookup{Method: "PUT", Path: "/c/search"}}}}, "objects.c.lookup.method: PUT: a lookup is a GET or a POST"},
 		{"negative retries", httptarget.Config{BaseURL: "https://api.example.com", Objects: objects, Retries: retries(-1)}, "retries"},
 	}
 	for _, tc := range tests {

@@ -68,6 +68,9 @@ type Row struct {
 	FirstSyncedAt *time.Time `json:"first_synced_at"`
 	LastSyncedAt  *time.Time `json:"last_synced_at"`
 	UpdatedAt     time.Time  `json:"updated_at"`
+	// ErrorBody is what the target answered with the error (capped,
+	// secrets removed): its own words, field by field.
+	ErrorBody *string `json:"error_body,omitempty"`
 }
 
 func newTable(sync, sourceType, targetType string) *Table {
@@ -82,6 +85,7 @@ func Open(ctx context.Context, db dbtx, sync string) (*Table, error) {
 	err := db.QueryRow(ctx, `
 		SELECT format_type(s.atttypid, s.atttypmod), format_type(t.atttypid, t.atttypmod),
 		       EXISTS (SELECT 1 FROM pg_attribute r WHERE r.attrelid = s.attrelid AND r.attname = 'row_hash' AND NOT r.attisdropped)
+		       AND EXISTS (SELECT 1 FROM pg_attribute r WHERE r.attrelid = s.attrelid AND r.attname = 'error_body' AND NOT r.attisdropped)
 		       AND EXISTS (SELECT 1 FROM pg_class i WHERE i.relname = $2 AND i.relnamespace = $3::regnamespace)
 		FROM pg_attribute s JOIN pg_attribute t ON t.attrelid = s.attrelid
 		WHERE s.attrelid = to_regclass($1) AND s.attname = 'source_id' AND t.attname = 'target_id'`,
@@ -106,9 +110,9 @@ func Ensure(ctx context.Context, db dbtx, sync, sourceType, targetType string) (
 			// indexes added since (catalog changes and one index build: no
 			// row is rewritten). Only then: ALTER TABLE waits for every
 			// reader of the table.
-			if _, err := db.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS row_hash text;
-CREATE INDEX IF NOT EXISTS %s ON %s (status, source_id) WHERE status IN ('error', 'pending', 'matched')`,
-				lt.Ident, sqlident.Ident(todoIndex(sync)), lt.Ident)); err != nil {
+			if _, err := db.Exec(ctx, fmt.Sprintf(`ALTER TABLE %[1]s ADD COLUMN IF NOT EXISTS row_hash text, ADD COLUMN IF NOT EXISTS error_body text;
+CREATE INDEX IF NOT EXISTS %[2]s ON %[1]s (status, source_id) WHERE status IN ('error', 'pending', 'matched')`,
+				lt.Ident, sqlident.Ident(todoIndex(sync)))); err != nil {
 				return nil, fmt.Errorf("upgrading link table %s: %w", lt.Ident, err)
 			}
 		}
@@ -129,6 +133,7 @@ CREATE TABLE IF NOT EXISTS %[2]s (
     row_hash        text,  -- the scope row as last written, hashed by the warehouse: unchanged rows stay there
     error           text,
     error_class     text,
+    error_body      text,  -- what the target answered with the error (capped, secrets removed)
     attempts        integer NOT NULL DEFAULT 0,
     payload         json,  -- the last payload written, kept as sent (json: cheaper to store than jsonb)
     first_synced_at timestamptz,
@@ -241,7 +246,8 @@ type Write struct {
 	RowHash    *string // the scope row's warehouse hash, with a successful write
 	Error      *string
 	ErrorClass *string
-	Payload    map[string]any // the payload written; encoded by Upsert, on the recorder
+	ErrorBody  *string        // the target's answer with the error
+	Payload    map[string]any // the payload written (or that failed); encoded by Upsert, on the recorder
 	Synced     bool           // a write succeeded: stamp last (and first) sync time
 	FailedOnce bool           // count an attempt
 }
@@ -267,18 +273,19 @@ func (lt *Table) Upsert(ctx context.Context, db dbtx, ws []Write) error {
 	}
 	n := len(ws)
 	ids, tids, statuses, hashes, rowHashes, errs, classes, payloads := make([]string, n), make([]*string, n), make([]string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+	bodies := make([]*string, n)
 	synced, failed := make([]bool, n), make([]bool, n)
 	for i, w := range ws {
 		ids[i], tids[i], statuses[i], hashes[i], rowHashes[i], errs[i], classes[i], payloads[i] = w.SourceID, w.TargetID, string(w.Status), w.Hash, w.RowHash, w.Error, w.ErrorClass, payloadJSON(w.Payload)
-		synced[i], failed[i] = w.Synced, w.FailedOnce
+		synced[i], failed[i], bodies[i] = w.Synced, w.FailedOnce, w.ErrorBody
 	}
 	sql := fmt.Sprintf(`
-INSERT INTO %[1]s AS l (source_id, target_id, status, hash, row_hash, error, error_class, attempts, payload, first_synced_at, last_synced_at, updated_at)
-SELECT u.source_id::%[2]s, u.target_id::%[3]s, u.status, u.hash, u.row_hash, u.error, u.error_class,
+INSERT INTO %[1]s AS l (source_id, target_id, status, hash, row_hash, error, error_class, error_body, attempts, payload, first_synced_at, last_synced_at, updated_at)
+SELECT u.source_id::%[2]s, u.target_id::%[3]s, u.status, u.hash, u.row_hash, u.error, u.error_class, u.error_body,
        CASE WHEN u.failed THEN 1 ELSE 0 END, u.payload::json,
        CASE WHEN u.synced THEN now() END, CASE WHEN u.synced THEN now() END, now()
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bool[], $10::bool[])
-     AS u(source_id, target_id, status, hash, row_hash, error, error_class, payload, synced, failed)
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bool[], $10::bool[], $11::text[])
+     AS u(source_id, target_id, status, hash, row_hash, error, error_class, payload, synced, failed, error_body)
 ON CONFLICT (source_id) DO UPDATE SET
     target_id       = coalesce(EXCLUDED.target_id, l.target_id),
     status          = EXCLUDED.status,
@@ -286,13 +293,14 @@ ON CONFLICT (source_id) DO UPDATE SET
     row_hash        = CASE WHEN EXCLUDED.status = 'success' THEN EXCLUDED.row_hash ELSE l.row_hash END,
     error           = EXCLUDED.error,
     error_class     = EXCLUDED.error_class,
+    error_body      = EXCLUDED.error_body,
     attempts        = CASE WHEN EXCLUDED.attempts > 0 THEN l.attempts + 1
                            WHEN EXCLUDED.status = 'pending' THEN l.attempts ELSE 0 END,
     payload         = coalesce(EXCLUDED.payload, l.payload),
     first_synced_at = coalesce(l.first_synced_at, EXCLUDED.first_synced_at),
     last_synced_at  = coalesce(EXCLUDED.last_synced_at, l.last_synced_at),
     updated_at      = now()`, lt.Ident, lt.SourceType, lt.TargetType)
-	if _, err := db.Exec(ctx, sql, ids, tids, statuses, hashes, rowHashes, errs, classes, payloads, synced, failed); err != nil {
+	if _, err := db.Exec(ctx, sql, ids, tids, statuses, hashes, rowHashes, errs, classes, payloads, synced, failed, bodies); err != nil {
 		return fmt.Errorf("recording %d link rows in %s: %w", n, lt.Ident, err)
 	}
 	return nil
@@ -306,8 +314,8 @@ func Rows(ctx context.Context, db dbtx, sync string, status Status, limit int) (
 		return nil, err
 	}
 	rows, err := db.Query(ctx, fmt.Sprintf(`
-		SELECT source_id::text, target_id::text, status, hash, error, error_class, attempts, first_synced_at, last_synced_at, updated_at
-		FROM %s WHERE ($1 = '' OR status = $1) ORDER BY updated_at DESC, source_id LIMIT $2`, lt.Ident), status, limit)
+		SELECT source_id::text, target_id::text, status, hash, error, error_class, attempts, first_synced_at, last_synced_at, updated_at, %s
+		FROM %s WHERE ($1 = '' OR status = $1) ORDER BY updated_at DESC, source_id LIMIT $2`, lt.errorBody(), lt.Ident), status, limit)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", lt.Ident, err)
 	}
@@ -385,8 +393,8 @@ func RowOf(ctx context.Context, db dbtx, sync, sourceID string) (*Row, error) {
 		return nil, err
 	}
 	rows, err := db.Query(ctx, fmt.Sprintf(`
-		SELECT source_id::text, target_id::text, status, hash, error, error_class, attempts, first_synced_at, last_synced_at, updated_at
-		FROM %s WHERE source_id::text = $1`, lt.Ident), sourceID)
+		SELECT source_id::text, target_id::text, status, hash, error, error_class, attempts, first_synced_at, last_synced_at, updated_at, %s
+		FROM %s WHERE source_id::text = $1`, lt.errorBody(), lt.Ident), sourceID)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", lt.Ident, err)
 	}
@@ -453,9 +461,9 @@ func Page(ctx context.Context, db dbtx, sync string, status Status, errorClass, 
 		where = append(where, fmt.Sprintf("source_id > $%d::text::%s", len(args), lt.SourceType))
 	}
 	rows, err := db.Query(ctx, fmt.Sprintf(`
-		SELECT source_id::text, target_id::text, status, hash, error, error_class, attempts, first_synced_at, last_synced_at, updated_at
+		SELECT source_id::text, target_id::text, status, hash, error, error_class, attempts, first_synced_at, last_synced_at, updated_at, %s
 		FROM %s l WHERE %s
-		ORDER BY l.source_id LIMIT $1`, lt.Ident, strings.Join(where, " AND ")), args...)
+		ORDER BY l.source_id LIMIT $1`, lt.errorBody(), lt.Ident, strings.Join(where, " AND ")), args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("reading %s: %w", lt.Ident, err)
 	}
@@ -469,6 +477,15 @@ func Page(ctx context.Context, db dbtx, sync string, status Status, errorClass, 
 		next = out[limit-1].SourceID
 	}
 	return out, next, nil
+}
+
+// errorBody is the error_body column, or NULL for a table made before it
+// existed (the next run adds it).
+func (lt *Table) errorBody() string {
+	if lt.upToDate {
+		return "error_body"
+	}
+	return "NULL::text"
 }
 
 // todoIndex names the index of the rows every run reads whatever the
