@@ -23,8 +23,18 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkWrite -benchtime 20000x ./engine/connector/http/
 func BenchmarkWrite(b *testing.B) {
-	for _, concurrency := range []int{16, 64} {
-		b.Run(fmt.Sprintf("concurrency=%d", concurrency), func(b *testing.B) {
+	for _, c := range []struct {
+		concurrency int
+		rateLimit   float64
+	}{{16, 0}, {64, 0}, {16, 200}} {
+		concurrency := c.concurrency
+		name := fmt.Sprintf("concurrency=%d", concurrency)
+		if c.rateLimit > 0 {
+			// The limiter's own cost: client CPU per record against the
+			// unlimited run above (issue: within 1.5×).
+			name += fmt.Sprintf("/rate_limit=%v", c.rateLimit)
+		}
+		b.Run(name, func(b *testing.B) {
 			srv, err := crmtest.NewServer(crmtest.Options{Token: token, Latency: 5 * time.Millisecond})
 			if err != nil {
 				b.Fatal(err)
@@ -32,6 +42,7 @@ func BenchmarkWrite(b *testing.B) {
 			defer srv.Close()
 			cfg := config(srv, token)
 			cfg.Concurrency = concurrency
+			cfg.RateLimit = c.rateLimit
 			cfg.Objects = map[string]httptarget.Object{"contacts": {}}
 			target := newTarget(b, cfg)
 
