@@ -119,6 +119,10 @@ func (r *runner) decide(ctx context.Context, dp *decidedPage) ([]*item, error) {
 			it.fail(DecideFail, "dependency", msg)
 			continue
 		}
+		if r.deletedInSource(it) {
+			it.decision, it.reason = DecideSkip, "deleted in the source ("+r.s.Delete.Flag+"): its target record is deleted after the writes"
+			continue
+		}
 		it.hash = r.hashOf(it)
 		it.decision = r.choose(ctx, it, dp)
 	}
@@ -224,6 +228,19 @@ func (r *runner) choose(ctx context.Context, it *item, dp *decidedPage) Decision
 	switch {
 	case it.linked && !hasTarget && it.link.Status == linktable.StatusPending:
 		return r.settlePending(ctx, it, dp)
+	case it.linked && it.link.Status == linktable.StatusDeleted:
+		// Back in the scope after its target record was deleted: inserted
+		// again; an archived one is still there: updated (the mapping
+		// brings it back).
+		if d := r.s.Delete; d != nil && d.Mode == project.DeleteModeArchive && hasTarget {
+			it.targetID = it.link.TargetID
+			return DecideUpdate
+		}
+		if r.s.Mode == project.ModeUpdate {
+			it.reason = "update-only sync: its target record was deleted"
+			return DecideSkip
+		}
+		return DecideInsert
 	case hasTarget && it.link.Hash != "" && it.link.Hash == it.hash:
 		it.targetID = it.link.TargetID
 		return DecideUnchanged

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,6 +53,7 @@ func setupCRMWith(t *testing.T, s *project.Sync, opts crmtest.Options) *crmBundl
 			"insert": map[string]any{"method": "POST", "path": "/contacts"},
 			"update": map[string]any{"method": "PATCH", "path": "/contacts/{id}"},
 			"lookup": map[string]any{"path": "/contacts/search", "results_path": "results"},
+			"delete": map[string]any{},
 		}},
 	})
 	require.NoError(t, err)
@@ -358,4 +361,39 @@ func TestConflictOnInsertIsLinkedByMatchOn(t *testing.T) {
 	for id, l := range b.links("contacts") {
 		assert.Regexp(t, `^success:.+$`, l, "source id %s", id)
 	}
+}
+
+// Contacts deleted in the source are deleted in the CRM, through the
+// object's delete endpoint; one already gone there counts as deleted.
+func TestDeletesThroughTheHTTPConnector(t *testing.T) {
+	t.Parallel()
+	s := crmContactsSync()
+	s.Delete = &project.DeletePolicy{MaxShare: 0.5}
+	b := setupCRM(t, s)
+	b.exec(`INSERT INTO crm.contacts (id, name, email) SELECT g, 'Person ' || g, 'p' || g || '@example.com' FROM generate_series(1, 10) g`)
+	b.run("contacts")
+	require.Len(t, b.srv.Records("contacts"), 10)
+	gone := strings.SplitN(b.links("contacts")["2"], ":", 2)[1]
+	require.Equal(t, 204, deleteInCRM(t, b.srv.URL, gone))
+
+	b.exec(`DELETE FROM crm.contacts WHERE id IN (1, 2, 3)`)
+	res := b.run("contacts")
+	assert.EqualValues(t, 3, res.Counts.Deleted, "contact 2, gone already, counts as deleted")
+	assert.Len(t, b.srv.Records("contacts"), 7)
+	for _, id := range []string{"1", "2", "3"} {
+		assert.Regexp(t, `^deleted:`, b.links("contacts")[id])
+	}
+	res = b.run("contacts")
+	assert.Zero(t, res.Counts.Deleted, "deleted once")
+}
+
+// deleteInCRM deletes a contact by hand, as a CRM user would.
+func deleteInCRM(t *testing.T, base, id string) int {
+	req, err := http.NewRequest(http.MethodDelete, base+"/contacts/"+id, nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer secret")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp.StatusCode
 }

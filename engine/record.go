@@ -166,7 +166,8 @@ func (r *runner) linkWrites(items []*item) []linktable.Write {
 		case DecideInsert, DecideUpdate:
 			tid := it.targetID
 			h, rh := it.hash, it.rec.rowHash
-			ws = append(ws, linktable.Write{SourceID: it.id, TargetID: &tid, Status: linktable.StatusSuccess, Hash: &h, RowHash: &rh, Payload: it.payload, Synced: true})
+			ws = append(ws, linktable.Write{SourceID: it.id, TargetID: &tid, Status: linktable.StatusSuccess, Hash: &h, RowHash: &rh, Payload: it.payload, Synced: true,
+				Inserted: it.decision == DecideInsert})
 		case DecideUnchanged:
 			// Recorded by pageOutcome.unchanged.
 		case DecideSkip:

@@ -114,6 +114,9 @@ type Counts struct {
 	// Caught counts the records a reconciling run wrote that incremental
 	// reads missed (stamped older than the bookmark minus the overlap).
 	Caught int64 `json:"caught,omitempty"`
+	// Deleted counts the target records deleted or archived (delete:), or
+	// that a plan would delete.
+	Deleted int64 `json:"deleted,omitempty"`
 	// Plans only: children waiting for a parent the plan syncs first, and
 	// records a plan cannot decide without calling the target.
 	Waiting int64 `json:"waiting,omitempty"`
@@ -430,6 +433,9 @@ func (r *runner) body(ctx context.Context) (runErr error) {
 	if r.recordedBookmark != "" {
 		r.res.BookmarkAfter = r.recordedBookmark
 	}
+	if err == nil && r.res.Status != RunStopped {
+		err = r.deletes(ctx, tx)
+	}
 	if err == nil && writes && r.res.Status != RunStopped {
 		err = r.noteWholeRead(ctx)
 	}
@@ -722,7 +728,7 @@ func (r *runner) finish(ctx context.Context, runErr error) {
 	params := queries.RunFinishParams{
 		ID: r.runID, Status: string(r.res.Status), Read: c.Read, Inserted: c.Inserted, Updated: c.Updated,
 		Unchanged: c.Unchanged, Skipped: c.Skipped, Invalid: c.Invalid, Failed: c.Failed,
-		TargetCalls: c.TargetCalls, Lookups: c.Lookups, Caught: c.Caught, BookmarkAfter: after, Error: msg,
+		TargetCalls: c.TargetCalls, Lookups: c.Lookups, Caught: c.Caught, Deleted: c.Deleted, BookmarkAfter: after, Error: msg,
 		Reconcile: r.reconcile, BookmarkBefore: r.bookmark,
 	}
 	// A run row left "running" would read as a run still going.

@@ -76,6 +76,7 @@ type FerryRun struct {
 	JobID          *int64     `json:"job_id"`
 	Tick           *time.Time `json:"tick"`
 	QueuedAt       *time.Time `json:"queued_at"`
+	Deleted        int64      `json:"deleted"`
 }
 
 type FerryRunError struct {

@@ -11,7 +11,7 @@ import (
 )
 
 const runByJob = `-- name: RunByJob :one
-SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught, triggered_by, replica, job_id, tick, queued_at FROM ferry.runs WHERE job_id = $1 ORDER BY id DESC LIMIT 1
+SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught, triggered_by, replica, job_id, tick, queued_at, deleted FROM ferry.runs WHERE job_id = $1 ORDER BY id DESC LIMIT 1
 `
 
 // The latest run a queue job started, if any: a job retried after its
@@ -44,6 +44,7 @@ func (q *Queries) RunByJob(ctx context.Context, jobID *int64) (FerryRun, error) 
 		&i.JobID,
 		&i.Tick,
 		&i.QueuedAt,
+		&i.Deleted,
 	)
 	return i, err
 }
@@ -178,11 +179,12 @@ UPDATE ferry.runs SET
     target_calls = $9,
     lookups = $10,
     caught = $11,
-    reconcile = $12,
-    bookmark_before = $13,
-    bookmark_after = $14,
-    error = $15
-WHERE id = $16
+    deleted = $12,
+    reconcile = $13,
+    bookmark_before = $14,
+    bookmark_after = $15,
+    error = $16
+WHERE id = $17
 `
 
 type RunFinishParams struct {
@@ -197,6 +199,7 @@ type RunFinishParams struct {
 	TargetCalls    int64   `json:"target_calls"`
 	Lookups        int64   `json:"lookups"`
 	Caught         int64   `json:"caught"`
+	Deleted        int64   `json:"deleted"`
 	Reconcile      bool    `json:"reconcile"`
 	BookmarkBefore *string `json:"bookmark_before"`
 	BookmarkAfter  *string `json:"bookmark_after"`
@@ -217,6 +220,7 @@ func (q *Queries) RunFinish(ctx context.Context, arg RunFinishParams) error {
 		arg.TargetCalls,
 		arg.Lookups,
 		arg.Caught,
+		arg.Deleted,
 		arg.Reconcile,
 		arg.BookmarkBefore,
 		arg.BookmarkAfter,
@@ -242,7 +246,7 @@ func (q *Queries) RunFinishScript(ctx context.Context, arg RunFinishScriptParams
 }
 
 const runGet = `-- name: RunGet :one
-SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught, triggered_by, replica, job_id, tick, queued_at FROM ferry.runs WHERE id = $1
+SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught, triggered_by, replica, job_id, tick, queued_at, deleted FROM ferry.runs WHERE id = $1
 `
 
 func (q *Queries) RunGet(ctx context.Context, id int64) (FerryRun, error) {
@@ -273,12 +277,13 @@ func (q *Queries) RunGet(ctx context.Context, id int64) (FerryRun, error) {
 		&i.JobID,
 		&i.Tick,
 		&i.QueuedAt,
+		&i.Deleted,
 	)
 	return i, err
 }
 
 const runList = `-- name: RunList :many
-SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught, triggered_by, replica, job_id, tick, queued_at FROM ferry.runs
+SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught, triggered_by, replica, job_id, tick, queued_at, deleted FROM ferry.runs
 WHERE ($1::text = '' OR sync = $1)
   AND ($2::text = '' OR status = $2)
   AND ($3::bigint = 0 OR id < $3)
@@ -333,6 +338,7 @@ func (q *Queries) RunList(ctx context.Context, arg RunListParams) ([]FerryRun, e
 			&i.JobID,
 			&i.Tick,
 			&i.QueuedAt,
+			&i.Deleted,
 		); err != nil {
 			return nil, err
 		}
@@ -345,7 +351,7 @@ func (q *Queries) RunList(ctx context.Context, arg RunListParams) ([]FerryRun, e
 }
 
 const runListByJob = `-- name: RunListByJob :many
-SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught, triggered_by, replica, job_id, tick, queued_at FROM ferry.runs WHERE job_id = $1 ORDER BY id
+SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught, triggered_by, replica, job_id, tick, queued_at, deleted FROM ferry.runs WHERE job_id = $1 ORDER BY id
 `
 
 func (q *Queries) RunListByJob(ctx context.Context, jobID *int64) ([]FerryRun, error) {
@@ -382,6 +388,7 @@ func (q *Queries) RunListByJob(ctx context.Context, jobID *int64) ([]FerryRun, e
 			&i.JobID,
 			&i.Tick,
 			&i.QueuedAt,
+			&i.Deleted,
 		); err != nil {
 			return nil, err
 		}
@@ -394,7 +401,7 @@ func (q *Queries) RunListByJob(ctx context.Context, jobID *int64) ([]FerryRun, e
 }
 
 const runListBySync = `-- name: RunListBySync :many
-SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught, triggered_by, replica, job_id, tick, queued_at FROM ferry.runs WHERE sync = $1 ORDER BY started_at DESC, id DESC LIMIT $2
+SELECT id, sync, status, started_at, finished_at, read, inserted, updated, unchanged, skipped, invalid, failed, target_calls, bookmark_before, bookmark_after, error, lookups, reconcile, caught, triggered_by, replica, job_id, tick, queued_at, deleted FROM ferry.runs WHERE sync = $1 ORDER BY started_at DESC, id DESC LIMIT $2
 `
 
 type RunListBySyncParams struct {
@@ -436,6 +443,7 @@ func (q *Queries) RunListBySync(ctx context.Context, arg RunListBySyncParams) ([
 			&i.JobID,
 			&i.Tick,
 			&i.QueuedAt,
+			&i.Deleted,
 		); err != nil {
 			return nil, err
 		}

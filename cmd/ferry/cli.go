@@ -27,6 +27,7 @@ type CLI struct {
 	Explain    explainCmd  `cmd:"" help:"Explain why a record did or did not sync."`
 	Check      checkCmd    `cmd:"" help:"Check syncs against the warehouse and targets; read no rows."`
 	Link       linkCmd     `cmd:"" help:"Create and seed link tables."`
+	Rollback   rollbackCmd `cmd:"" help:"Delete from the target what a sync inserted."`
 	Setup      setupCmd    `cmd:"" help:"Create the restricted role that scope queries run as."`
 	Migrate    migrateCmd  `cmd:"" help:"Create or upgrade Ferry's state schema in the warehouse."`
 	Script     scriptCmd   `cmd:"" help:"Run data-sync scripts and the tests of transforms."`

@@ -180,6 +180,9 @@ func (c *cli) printRun(r *engine.RunResult) {
 	if k.Caught > 0 {
 		caught = fmt.Sprintf("  caught %d", k.Caught)
 	}
+	if k.Deleted > 0 {
+		caught += fmt.Sprintf("  deleted %d", k.Deleted)
+	}
 	fmt.Fprintf(c.stdout, "%-12s %-9s read %d  inserted %d  updated %d  unchanged %d  skipped %d  invalid %d  failed %d%s  (%s%s)\n",
 		r.Sync, status, k.Read, k.Inserted, k.Updated, k.Unchanged, k.Skipped, k.Invalid, k.Failed, caught, r.Duration.Round(time.Millisecond), rate)
 }
@@ -224,6 +227,12 @@ func printPlan(w io.Writer, r *engine.RunResult) {
 	k := r.Counts
 	fmt.Fprintf(w, "\n%s: would insert %d, update %d; %d unchanged, %d skipped, %d invalid, %d would fail, %d waiting for a parent, %d need a lookup (of %d read)\n",
 		r.Sync, k.Inserted, k.Updated, k.Unchanged, k.Skipped, k.Invalid, k.Failed, k.Waiting, k.Unknown, k.Read)
+	if k.Deleted > 0 {
+		fmt.Fprintf(w, "  and delete %d target records whose source records left the scope (delete:)\n", k.Deleted)
+	}
+	if r.Status == engine.RunStopped && r.Error != "" {
+		fmt.Fprintf(w, "  %s\n", r.Error)
+	}
 	for _, rec := range r.Records {
 		switch rec.Decision {
 		case engine.DecideInsert:

@@ -189,3 +189,23 @@ func TestScriptTestOnTheDemoTemplate(t *testing.T) {
 	assert.Equal(t, exitFailed, code)
 	assert.Contains(t, out, "2 passed, 1 failed")
 }
+
+// ferry rollback counts what a sync inserted, then, with --yes, deletes it
+// from the target; records it found there are left alone.
+func TestRollback(t *testing.T) {
+	dir, wh := testProject(t)
+	code, out, errOut := ferry(t, "--project", dir, "--db", wh, "run")
+	require.Equal(t, exitRecords, code, out+errOut) // company 3 has no name
+	code, out, errOut = ferry(t, "--project", dir, "--db", wh, "rollback", "companies")
+	require.Equal(t, exitOK, code, out+errOut)
+	assert.Contains(t, out, "companies: 2 records Ferry inserted would be deleted from partners of connection erp; run again with --yes")
+	code, out, errOut = ferry(t, "--project", dir, "--db", wh, "rollback", "companies", "--since", "2000-01-01", "--yes")
+	require.Equal(t, exitOK, code, out+errOut)
+	assert.Regexp(t, `companies: 2 records deleted \(run \d+\)`, out)
+	code, out, _ = ferry(t, "--project", dir, "--db", wh, "rollback", "companies")
+	require.Equal(t, exitOK, code)
+	assert.Contains(t, out, "companies: 0 records Ferry inserted would be deleted")
+	code, _, errOut = ferry(t, "--project", dir, "--db", wh, "rollback", "companies", "--since", "yesterday")
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, errOut, `--since "yesterday": give a time like`)
+}

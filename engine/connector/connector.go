@@ -62,6 +62,13 @@ type Finder interface {
 	Find(ctx context.Context, object string, match map[string]any) ([]map[string]any, error)
 }
 
+// Deleter is the optional capability to delete records by target id (a
+// sync's deletes, ferry rollback). A record already gone counts as
+// deleted: Done, no error. Results come one per id, in order.
+type Deleter interface {
+	Delete(ctx context.Context, object string, targetIDs []string) ([]Result, error)
+}
+
 // IDTyper is the optional capability to say what SQL type the target's ids
 // have, so that link tables can store target_id in a type analysts can JOIN
 // against the target's own table without casts. Kinds without it get text.

@@ -25,6 +25,7 @@ type Memory struct {
 	calls    int
 	writes   int
 	finds    int
+	deletes  int
 }
 
 // NewMemory returns an empty in-process target.
@@ -119,6 +120,31 @@ func (m *Memory) Put(object string, payload map[string]any) string {
 	id := strconv.Itoa(m.next)
 	m.objects[object][id] = payload
 	return id
+}
+
+// Delete implements connector.Deleter: a record already gone counts as
+// deleted.
+func (m *Memory) Delete(ctx context.Context, object string, ids []string) ([]connector.Result, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	results := make([]connector.Result, len(ids))
+	if err := connector.CheckGate(ctx); err != nil {
+		return results, err
+	}
+	for i, id := range ids {
+		delete(m.objects[object], id)
+		m.deletes++
+		results[i] = connector.Result{Done: true, TargetID: id}
+	}
+	return results, nil
+}
+
+// Deletes counts the records the target was asked to delete.
+func (m *Memory) Deletes() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.deletes
 }
 
 // Writes counts the changes the target was asked to apply.

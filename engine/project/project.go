@@ -298,6 +298,26 @@ func (s *Sync) check() []error {
 	if (s.Target.LookupBeforeInsert || s.Target.LookupIn != nil) && len(s.Target.MatchOn) == 0 {
 		bad("target.match_on", "lookup_before_insert and lookup_in look records up by match_on: name the target fields that identify a record (e.g. [email])")
 	}
+	if d := s.Delete; d != nil {
+		switch d.Mode {
+		case "", DeleteModeDelete:
+			if len(d.Archive) > 0 {
+				bad("delete.archive", "archive fields go with mode: archive")
+			}
+		case DeleteModeArchive:
+			if len(d.Archive) == 0 {
+				bad("delete.archive", "say which fields archive a record, e.g. {active: false}")
+			}
+		default:
+			bad("delete.mode", "%q: use delete or archive", d.Mode)
+		}
+		if d.MaxShare < 0 || d.MaxShare > 1 {
+			bad("delete.max_share", "%v: a share of the linked records between 0 and 1, e.g. 0.1", d.MaxShare)
+		}
+		if d.Flag != "" && !namePattern.MatchString(d.Flag) {
+			bad("delete.flag", "%q is not a column name", d.Flag)
+		}
+	}
 	if li := s.Target.LookupIn; li != nil {
 		if !sqlident.IsTable(li.Table) {
 			bad("target.lookup_in.table", "%q is not a table name: write schema.table, the table the target's ELT pipeline loads", li.Table)

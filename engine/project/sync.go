@@ -60,6 +60,9 @@ type Sync struct {
 	Schedule *Schedule `json:"schedule,omitempty"`
 	// Hooks run before (refresh what the scope reads) and after it.
 	Hooks *Hooks `json:"hooks,omitempty"`
+	// Delete deletes (or archives) the target records whose source record
+	// left the scope or carries a deleted flag, within guards.
+	Delete *DeletePolicy `json:"delete,omitempty"`
 
 	// File is where the sync was loaded from, for error messages.
 	File string `json:"-"`
@@ -109,6 +112,31 @@ type TargetRef struct {
 	// and as fresh as the pipeline's last load.
 	LookupIn *LookupTable `json:"lookup_in,omitempty"`
 }
+
+// DeletePolicy says which target records a sync deletes and how.
+type DeletePolicy struct {
+	// Flag names a scope column that marks a source record deleted (true,
+	// or any non-NULL value of another type): the record is not written,
+	// and its target record is deleted. Without it, records that left the
+	// scope are.
+	Flag string `json:"flag,omitempty"`
+	// Mode is delete (the default: the connector's delete) or archive
+	// (an update with Archive's fields, e.g. {active: false}).
+	Mode    string         `json:"mode,omitempty"`
+	Archive map[string]any `json:"archive,omitempty"`
+	// MaxShare is the largest share of the sync's linked records one run
+	// may delete (default 0.1): more, and the run deletes none and says so.
+	MaxShare float64 `json:"max_share,omitempty"`
+}
+
+// DefaultDeleteShare is the default delete.max_share.
+const DefaultDeleteShare = 0.1
+
+// Delete modes.
+const (
+	DeleteModeDelete  = "delete"
+	DeleteModeArchive = "archive"
+)
 
 // LookupTable is a warehouse table that mirrors a target object: its ID
 // column holds the target's ids, and it has a column for each match_on

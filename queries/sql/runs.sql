@@ -17,6 +17,7 @@ UPDATE ferry.runs SET
     target_calls = @target_calls,
     lookups = @lookups,
     caught = @caught,
+    deleted = @deleted,
     reconcile = @reconcile,
     bookmark_before = sqlc.narg('bookmark_before'),
     bookmark_after = sqlc.narg('bookmark_after'),

@@ -183,6 +183,9 @@ type Object struct {
 	ClientID *ClientID `json:"client_id,omitempty"`
 	// IdempotencyKey makes inserts idempotent with a header the API honours.
 	IdempotencyKey *IdempotencyKey `json:"idempotency_key,omitempty"`
+	// Delete, when set, lets a sync delete records (delete:, ferry
+	// rollback): {} is DELETE /{object}/{id}; a 404 counts as deleted.
+	Delete *Endpoint `json:"delete,omitempty"`
 }
 
 // Endpoint is a method and a path relative to BaseURL.
@@ -354,7 +357,8 @@ type object struct {
 	errors   *FieldErrors
 	batch    *batch
 	clientID *clientID
-	idemKey  string // header name; "" for none
+	idemKey  string    // header name; "" for none
+	delete   *Endpoint // nil: records are not deleted
 }
 
 // idempotentInserts says whether an insert may be sent again after it may
@@ -467,6 +471,10 @@ func resolveObject(path, name string, o Object, errs *FieldErrors) (object, erro
 		idPath:  o.IDPath,
 		bodyKey: o.BodyKey,
 		errors:  errs,
+	}
+	if o.Delete != nil {
+		d := endpointOr(*o.Delete, http.MethodDelete, "/"+name+"/{id}")
+		obj.delete = &d
 	}
 	if obj.idPath == "" {
 		obj.idPath = DefaultIDPath

@@ -353,3 +353,31 @@ func isConnectError(err error) bool {
 	var ce *pgconn.ConnectError
 	return errors.As(err, &ce) || connector.Unreached(err)
 }
+
+// Delete deletes rows by id in one statement (a sync's deletes, ferry
+// rollback). A row already gone counts as deleted.
+func (t *Target) Delete(ctx context.Context, object string, ids []string) ([]connector.Result, error) {
+	results := make([]connector.Result, len(ids))
+	if len(ids) == 0 {
+		return results, nil
+	}
+	tbl, err := t.table(ctx, object, false)
+	if err != nil {
+		return results, t.redactor.RedactError(err)
+	}
+	if err := connector.CheckGate(ctx); err != nil {
+		return results, err
+	}
+	sql := fmt.Sprintf("DELETE FROM %s WHERE %s::text = ANY($1::text[])", tbl.quoted, pgx.Identifier{tbl.idColumn}.Sanitize())
+	if _, err := t.pool.Exec(ctx, sql, ids); err != nil {
+		e := t.redactor.RedactClassified(classify(ctx, err, true, connector.OpUpdate, "delete from "+tbl.name).err)
+		for i := range results {
+			results[i] = connector.Result{Done: true, TargetID: ids[i], Err: e}
+		}
+		return results, nil
+	}
+	for i, id := range ids {
+		results[i] = connector.Result{Done: true, TargetID: id}
+	}
+	return results, nil
+}

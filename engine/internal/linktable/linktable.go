@@ -36,6 +36,7 @@ const (
 	StatusSkipped Status = "skipped" // skipped by the transform (pq.skip, None), with the reason in error
 	StatusMatched Status = "matched" // seeded by a user: updated, never inserted
 	StatusPending Status = "pending" // an insert whose outcome is not known yet: settled, never re-sent blindly
+	StatusDeleted Status = "deleted" // its target record was deleted (or archived) by the sync: the time is updated_at
 )
 
 // dbtx is what link tables need of a pool, a connection or a transaction.
@@ -86,6 +87,8 @@ func Open(ctx context.Context, db dbtx, sync string) (*Table, error) {
 		SELECT format_type(s.atttypid, s.atttypmod), format_type(t.atttypid, t.atttypmod),
 		       EXISTS (SELECT 1 FROM pg_attribute r WHERE r.attrelid = s.attrelid AND r.attname = 'row_hash' AND NOT r.attisdropped)
 		       AND EXISTS (SELECT 1 FROM pg_attribute r WHERE r.attrelid = s.attrelid AND r.attname = 'error_body' AND NOT r.attisdropped)
+		       AND EXISTS (SELECT 1 FROM pg_attribute r WHERE r.attrelid = s.attrelid AND r.attname = 'inserted_at' AND NOT r.attisdropped)
+		       AND EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conrelid = s.attrelid AND c.contype = 'c' AND pg_get_constraintdef(c.oid) LIKE '%''deleted''%')
 		       AND EXISTS (SELECT 1 FROM pg_class i WHERE i.relname = $2 AND i.relnamespace = $3::regnamespace)
 		FROM pg_attribute s JOIN pg_attribute t ON t.attrelid = s.attrelid
 		WHERE s.attrelid = to_regclass($1) AND s.attname = 'source_id' AND t.attname = 'target_id'`,
@@ -110,9 +113,11 @@ func Ensure(ctx context.Context, db dbtx, sync, sourceType, targetType string) (
 			// indexes added since (catalog changes and one index build: no
 			// row is rewritten). Only then: ALTER TABLE waits for every
 			// reader of the table.
-			if _, err := db.Exec(ctx, fmt.Sprintf(`ALTER TABLE %[1]s ADD COLUMN IF NOT EXISTS row_hash text, ADD COLUMN IF NOT EXISTS error_body text;
+			if _, err := db.Exec(ctx, fmt.Sprintf(`ALTER TABLE %[1]s ADD COLUMN IF NOT EXISTS row_hash text, ADD COLUMN IF NOT EXISTS error_body text, ADD COLUMN IF NOT EXISTS inserted_at timestamptz,
+    DROP CONSTRAINT IF EXISTS %[3]s,
+    ADD CONSTRAINT %[3]s CHECK (status IN ('success', 'error', 'skipped', 'matched', 'pending', 'deleted'));
 CREATE INDEX IF NOT EXISTS %[2]s ON %[1]s (status, source_id) WHERE status IN ('error', 'pending', 'matched')`,
-				lt.Ident, sqlident.Ident(todoIndex(sync)))); err != nil {
+				lt.Ident, sqlident.Ident(todoIndex(sync)), sqlident.Ident(sync+"_status_check"))); err != nil {
 				return nil, fmt.Errorf("upgrading link table %s: %w", lt.Ident, err)
 			}
 		}
@@ -128,7 +133,7 @@ CREATE TABLE IF NOT EXISTS %[2]s (
     source_id       %[3]s PRIMARY KEY,
     target_id       %[4]s,
     status          text NOT NULL DEFAULT 'matched'
-                    CHECK (status IN ('success', 'error', 'skipped', 'matched', 'pending')),
+                    CONSTRAINT %[8]s CHECK (status IN ('success', 'error', 'skipped', 'matched', 'pending', 'deleted')),
     hash            text,
     row_hash        text,  -- the scope row as last written, hashed by the warehouse: unchanged rows stay there
     error           text,
@@ -138,6 +143,7 @@ CREATE TABLE IF NOT EXISTS %[2]s (
     payload         json,  -- the last payload written, kept as sent (json: cheaper to store than jsonb)
     first_synced_at timestamptz,
     last_synced_at  timestamptz,
+    inserted_at     timestamptz,  -- when Ferry inserted the target record (not set for one it found or was given): what ferry rollback deletes
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS %[5]s ON %[2]s (status, source_id) WHERE status IN ('error', 'pending', 'matched');
@@ -145,7 +151,8 @@ CREATE INDEX IF NOT EXISTS %[6]s ON %[2]s (target_id);
 COMMENT ON TABLE %[2]s IS %[7]s`,
 		sqlident.Ident(Schema), lt.Ident, sourceType, targetType,
 		sqlident.Ident(todoIndex(sync)), sqlident.Ident(sync+"_target_idx"),
-		sqlident.Literal("Ferry link table of sync "+sync+": one row per source record (status success|error|skipped|matched|pending). Seed rows with status matched to link existing target records."))
+		sqlident.Literal("Ferry link table of sync "+sync+": one row per source record (status success|error|skipped|matched|pending|deleted). Seed rows with status matched to link existing target records."),
+		sqlident.Ident(sync+"_status_check"))
 	if _, err := db.Exec(ctx, ddl); err != nil {
 		return nil, fmt.Errorf("creating link table %s: %w", lt.Ident, err)
 	}
@@ -249,6 +256,7 @@ type Write struct {
 	ErrorBody  *string        // the target's answer with the error
 	Payload    map[string]any // the payload written (or that failed); encoded by Upsert, on the recorder
 	Synced     bool           // a write succeeded: stamp last (and first) sync time
+	Inserted   bool           // the write inserted the target record: stamp inserted_at
 	FailedOnce bool           // count an attempt
 }
 
@@ -274,18 +282,18 @@ func (lt *Table) Upsert(ctx context.Context, db dbtx, ws []Write) error {
 	n := len(ws)
 	ids, tids, statuses, hashes, rowHashes, errs, classes, payloads := make([]string, n), make([]*string, n), make([]string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
 	bodies := make([]*string, n)
-	synced, failed := make([]bool, n), make([]bool, n)
+	synced, failed, inserted := make([]bool, n), make([]bool, n), make([]bool, n)
 	for i, w := range ws {
 		ids[i], tids[i], statuses[i], hashes[i], rowHashes[i], errs[i], classes[i], payloads[i] = w.SourceID, w.TargetID, string(w.Status), w.Hash, w.RowHash, w.Error, w.ErrorClass, payloadJSON(w.Payload)
-		synced[i], failed[i], bodies[i] = w.Synced, w.FailedOnce, w.ErrorBody
+		synced[i], failed[i], bodies[i], inserted[i] = w.Synced, w.FailedOnce, w.ErrorBody, w.Inserted
 	}
 	sql := fmt.Sprintf(`
-INSERT INTO %[1]s AS l (source_id, target_id, status, hash, row_hash, error, error_class, error_body, attempts, payload, first_synced_at, last_synced_at, updated_at)
+INSERT INTO %[1]s AS l (source_id, target_id, status, hash, row_hash, error, error_class, error_body, attempts, payload, first_synced_at, last_synced_at, inserted_at, updated_at)
 SELECT u.source_id::%[2]s, u.target_id::%[3]s, u.status, u.hash, u.row_hash, u.error, u.error_class, u.error_body,
        CASE WHEN u.failed THEN 1 ELSE 0 END, u.payload::json,
-       CASE WHEN u.synced THEN now() END, CASE WHEN u.synced THEN now() END, now()
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bool[], $10::bool[], $11::text[])
-     AS u(source_id, target_id, status, hash, row_hash, error, error_class, payload, synced, failed, error_body)
+       CASE WHEN u.synced THEN now() END, CASE WHEN u.synced THEN now() END, CASE WHEN u.inserted THEN now() END, now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bool[], $10::bool[], $11::text[], $12::bool[])
+     AS u(source_id, target_id, status, hash, row_hash, error, error_class, payload, synced, failed, error_body, inserted)
 ON CONFLICT (source_id) DO UPDATE SET
     target_id       = coalesce(EXCLUDED.target_id, l.target_id),
     status          = EXCLUDED.status,
@@ -299,8 +307,9 @@ ON CONFLICT (source_id) DO UPDATE SET
     payload         = coalesce(EXCLUDED.payload, l.payload),
     first_synced_at = coalesce(l.first_synced_at, EXCLUDED.first_synced_at),
     last_synced_at  = coalesce(EXCLUDED.last_synced_at, l.last_synced_at),
+    inserted_at     = coalesce(EXCLUDED.inserted_at, l.inserted_at),
     updated_at      = now()`, lt.Ident, lt.SourceType, lt.TargetType)
-	if _, err := db.Exec(ctx, sql, ids, tids, statuses, hashes, rowHashes, errs, classes, payloads, synced, failed, bodies); err != nil {
+	if _, err := db.Exec(ctx, sql, ids, tids, statuses, hashes, rowHashes, errs, classes, payloads, synced, failed, bodies, inserted); err != nil {
 		return fmt.Errorf("recording %d link rows in %s: %w", n, lt.Ident, err)
 	}
 	return nil
@@ -477,6 +486,50 @@ func Page(ctx context.Context, db dbtx, sync string, status Status, errorClass, 
 		next = out[limit-1].SourceID
 	}
 	return out, next, nil
+}
+
+// MarkDeleted records that the target records of ids were deleted (or
+// archived): status deleted, the time in updated_at, the error cleared.
+func (lt *Table) MarkDeleted(ctx context.Context, db dbtx, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := db.Exec(ctx, fmt.Sprintf(`UPDATE %s SET status = 'deleted', error = NULL, error_class = NULL, error_body = NULL,
+		attempts = 0, last_synced_at = now(), updated_at = now() WHERE source_id::text = ANY($1::text[])`, lt.Ident), ids)
+	if err != nil {
+		return fmt.Errorf("marking %d link rows of %s deleted: %w", len(ids), lt.Ident, err)
+	}
+	return nil
+}
+
+// Inserted lists the rows whose target record Ferry inserted at or after
+// since and that are still linked: what ferry rollback deletes.
+func (lt *Table) Inserted(ctx context.Context, db dbtx, since time.Time) (sourceIDs, targetIDs []string, err error) {
+	rows, err := db.Query(ctx, fmt.Sprintf(`SELECT source_id::text, target_id::text FROM %s
+		WHERE status = 'success' AND target_id IS NOT NULL AND inserted_at >= $1 ORDER BY source_id`, lt.Ident), since)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading what %s inserted: %w", lt.Ident, err)
+	}
+	var s, t string
+	_, err = pgx.ForEachRow(rows, []any{&s, &t}, func() error {
+		sourceIDs, targetIDs = append(sourceIDs, s), append(targetIDs, t)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading what %s inserted: %w", lt.Ident, err)
+	}
+	return sourceIDs, targetIDs, nil
+}
+
+// Linked counts the rows whose target record the sync holds linked
+// (success or matched): what a delete's share is measured against.
+func (lt *Table) Linked(ctx context.Context, db dbtx) (int64, error) {
+	var n int64
+	err := db.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s WHERE status IN ('success', 'matched') AND target_id IS NOT NULL`, lt.Ident)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("counting the linked rows of %s: %w", lt.Ident, err)
+	}
+	return n, nil
 }
 
 // errorBody is the error_body column, or NULL for a table made before it
