@@ -455,16 +455,19 @@ func (t *Target) oauthToken(ctx context.Context, refresh connector.Secret) (toke
 func (t *Target) retryAuthRequest(ctx context.Context, where string, do func(context.Context) (int, http.Header, []byte, error)) *connector.Error {
 	var limited time.Duration
 	for attempt := 0; ; attempt++ {
-		if qerr := t.budget.waitLimits(ctx, t); qerr != nil {
+		slot, qerr := t.budget.waitLimits(ctx, t)
+		if qerr != nil {
 			return qerr
 		}
 		if ctx.Err() != nil {
+			t.budget.windowDone(slot)
 			return t.newError(connector.Retryable, 0, where+": "+context.Cause(ctx).Error(), ctx.Err())
 		}
 		rctx, cancel := context.WithTimeout(ctx, t.s.timeout)
 		began := time.Now()
 		status, header, body, err := do(rctx)
 		cancel()
+		t.budget.windowDone(slot)
 		connector.Observe(ctx, status, time.Since(began))
 		t.budget.learn(status, err)
 		retriesLeft := attempt < t.s.retries

@@ -135,27 +135,41 @@ func (b *budget) release() { <-b.slots }
 
 // waitLimits waits for the connection's pause, rate limit and window, and
 // takes one request from its daily quota. A used-up quota is a
-// RateLimited error; a ctx that ended is nil with ctx.Err() set.
-func (b *budget) waitLimits(ctx context.Context, t *Target) *connector.Error {
+// RateLimited error; a ctx that ended is nil with ctx.Err() set. slot is
+// the window grant the request holds (-1 for none): give it back with
+// windowDone once the answer is in.
+func (b *budget) waitLimits(ctx context.Context, t *Target) (slot int, qerr *connector.Error) {
+	slot = -1
 	if !b.waitPause(ctx) {
-		return nil
+		return slot, nil
 	}
 	if b.limiter != nil && b.limiter.Wait(ctx) != nil {
-		return nil
+		return slot, nil
 	}
-	if b.window != nil && !b.window.wait(ctx) {
-		return nil
+	if b.window != nil {
+		var ok bool
+		if slot, ok = b.window.wait(ctx); !ok {
+			return -1, nil
+		}
 	}
 	if b.quota != nil {
 		if reset, ok := b.quota.take(time.Now()); !ok {
+			b.windowDone(slot)
 			e := t.newError(connector.RateLimited, 0, fmt.Sprintf(
 				"the connection's daily_quota of %d requests is used up until %s UTC: nothing more is sent before then",
 				b.quota.limit, reset.UTC().Format("2006-01-02 15:04")), nil)
 			e.RetryAfter = time.Until(reset)
-			return e
+			return -1, e
 		}
 	}
-	return nil
+	return slot, nil
+}
+
+// windowDone gives a window grant back once its request's answer is in.
+func (b *budget) windowDone(slot int) {
+	if b.window != nil && slot >= 0 {
+		b.window.done(slot)
+	}
 }
 
 // learn notes an answer: any but a 429 ends the throttling.
@@ -227,44 +241,61 @@ func (b *budget) waitPause(ctx context.Context) bool {
 	}
 }
 
-// window allows at most n grants in any span of per (plus a margin, so that
-// requests that reach the server a little later than they were granted, or
-// a server that counts from when it answered, still fit).
+// window allows at most n requests in any span of per. A grant counts
+// from when its request's answer came back, not from when it was sent:
+// the server counts the request when it arrives, which is after it was
+// sent and before its answer came back, so n+1 requests can never arrive
+// within per, however late the network carries them. (A small margin
+// covers a server whose clock reads the span a little short.)
 type window struct {
 	mu     sync.Mutex
 	n      int
 	span   time.Duration
-	grants []time.Time // a ring of the last n grants
-	next   int
+	grants []time.Time // a ring of the last n grants: when they ended
+	busy   []bool      // their requests are still out
+	next   int         // the oldest grant
 }
 
 func newWindow(n int, per time.Duration) *window {
-	return &window{n: n, span: per + min(per/20, 500*time.Millisecond), grants: make([]time.Time, 0, n)}
+	return &window{n: n, span: per + min(per/50, 100*time.Millisecond), grants: make([]time.Time, 0, n), busy: make([]bool, 0, n)}
 }
 
-// wait takes a grant, waiting for one to fall out of the window; false when
-// ctx ended.
-func (w *window) wait(ctx context.Context) bool {
+// wait takes a grant, waiting for the oldest to end and fall out of the
+// window; false when ctx ended.
+func (w *window) wait(ctx context.Context) (int, bool) {
 	for {
 		w.mu.Lock()
 		now := time.Now()
 		if len(w.grants) < w.n {
-			w.grants = append(w.grants, now)
+			w.grants, w.busy = append(w.grants, now), append(w.busy, true)
+			slot := len(w.grants) - 1
 			w.mu.Unlock()
-			return true
+			return slot, true
 		}
-		free := w.grants[w.next].Add(w.span)
-		if !now.Before(free) {
-			w.grants[w.next] = now
-			w.next = (w.next + 1) % w.n
-			w.mu.Unlock()
-			return true
+		i := w.next
+		pause := min(w.span/20, 10*time.Millisecond) // its request is still out
+		if !w.busy[i] {
+			free := w.grants[i].Add(w.span)
+			if !now.Before(free) {
+				w.grants[i], w.busy[i] = now, true
+				w.next = (w.next + 1) % w.n
+				w.mu.Unlock()
+				return i, true
+			}
+			pause = free.Sub(now)
 		}
 		w.mu.Unlock()
-		if !connector.Sleep(ctx, free.Sub(now)) {
-			return false
+		if !connector.Sleep(ctx, pause) {
+			return -1, false
 		}
 	}
+}
+
+// done ends a grant: the window counts it from now.
+func (w *window) done(slot int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.grants[slot], w.busy[slot] = time.Now(), false
 }
 
 // quota counts requests per UTC day.

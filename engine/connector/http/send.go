@@ -226,9 +226,14 @@ func retryableStatus(status int) bool {
 type turn struct {
 	t                   *Target
 	probing, throttling bool
+	windowSlot          int // the rate window's grant; -1 for none
 }
 
 func (tu *turn) release() {
+	if tu.windowSlot >= 0 {
+		tu.t.budget.windowDone(tu.windowSlot)
+		tu.windowSlot = -1
+	}
 	if tu.probing {
 		<-tu.t.probe
 		tu.probing = false
@@ -245,7 +250,7 @@ func (tu *turn) release() {
 // sending). ok is false when the call stopped or ctx ended; qerr is the
 // used-up quota.
 func (t *Target) waitTurn(ctx context.Context, c *call) (tu turn, qerr *connector.Error, ok bool) {
-	tu.t = t
+	tu.t, tu.windowSlot = t, -1
 	if c.Stopped() {
 		return tu, nil, false
 	}
@@ -282,7 +287,7 @@ func (t *Target) waitTurn(ctx context.Context, c *call) (tu turn, qerr *connecto
 			return fail()
 		}
 	}
-	if qerr = b.waitLimits(ctx, t); qerr != nil || ctx.Err() != nil || c.Stopped() {
+	if tu.windowSlot, qerr = b.waitLimits(ctx, t); qerr != nil || ctx.Err() != nil || c.Stopped() {
 		return fail()
 	}
 	return tu, nil, true
