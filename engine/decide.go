@@ -30,6 +30,12 @@ type item struct {
 	printed  []string
 	errBody  string // what the target answered with its error (redacted)
 	recorded bool   // its outcome went to the recorder with its chunk
+	// Two-way syncs (pair.go): the target's copy already holds the payload;
+	// a conflict the pair's rule settled; the partner's row hash of the
+	// target record that a write supersedes.
+	inStep         bool
+	conflict       string
+	partnerRowHash *string
 }
 
 // decidedPage is a page the decider stage has prepared for the writer.
@@ -65,7 +71,9 @@ func (r *runner) decidePage(ctx context.Context, pg *page) *decidedPage {
 			r.halt(r.budget.stopped())
 		}
 	}
-	dp.err = r.transform(ctx, dp.items)
+	if dp.err = r.transform(ctx, dp.items); dp.err == nil {
+		dp.err = r.pairCheck(ctx, dp.items)
+	}
 	return dp
 }
 

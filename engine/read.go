@@ -120,27 +120,33 @@ func (r *runner) readIDs(ctx context.Context, tx pgx.Tx, ids []string, send func
 }
 
 func (r *runner) fetch(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]*record, error) {
+	return fetchRecords(ctx, tx, r.sc, r.s.Name, sql, args...)
+}
+
+// fetchRecords reads scope rows of sc (the sync called name) with what the
+// engine adds to them.
+func fetchRecords(ctx context.Context, tx pgx.Tx, sc *scope.Scope, name, sql string, args ...any) ([]*record, error) {
 	// The same FETCH text returns other columns for another sync, so pgx's
 	// statement cache must not remember its shape: describe it every time.
 	m := tx.Conn().TypeMap()
 	rows, err := tx.Query(ctx, sql, append([]any{pgx.QueryExecModeDescribeExec, scope.ValueFormats(m)}, args...)...)
 	if err != nil {
-		return nil, r.sc.Explain(err, 0)
+		return nil, sc.Explain(err, 0)
 	}
 	defer rows.Close()
 	fields := rows.FieldDescriptions()
 	dec := scope.NewRowDecoder(m, fields)
-	ncols := len(r.sc.Columns)
+	ncols := len(sc.Columns)
 	var recs []*record
 	for rows.Next() {
 		raw := rows.RawValues()
-		rec := &record{values: make(map[string]any, ncols), rels: make([]*string, len(r.sc.Rels))}
+		rec := &record{values: make(map[string]any, ncols), rels: make([]*string, len(sc.Rels))}
 		for i := 0; i < ncols; i++ {
 			v, err := dec.Value(i, raw[i])
 			if err != nil {
 				// One value Ferry cannot read fails its record, not the run.
 				if rec.bad == "" {
-					rec.bad = fmt.Sprintf("column %s (%s): %v", fields[i].Name, r.sc.Columns[i].Type, err)
+					rec.bad = fmt.Sprintf("column %s (%s): %v", fields[i].Name, sc.Columns[i].Type, err)
 				}
 				continue
 			}
@@ -149,7 +155,7 @@ func (r *runner) fetch(ctx context.Context, tx pgx.Tx, sql string, args ...any) 
 		for i := ncols; i < len(fields); i++ {
 			v, err := dec.Value(i, raw[i])
 			if err != nil {
-				return nil, fmt.Errorf("sync %s: reading a scope row: %s: %w", r.s.Name, fields[i].Name, err)
+				return nil, fmt.Errorf("sync %s: reading a scope row: %s: %w", name, fields[i].Name, err)
 			}
 			name := fields[i].Name
 			switch {
@@ -173,7 +179,7 @@ func (r *runner) fetch(ctx context.Context, tx pgx.Tx, sql string, args ...any) 
 		recs = append(recs, rec)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, r.sc.Explain(err, 0)
+		return nil, sc.Explain(err, 0)
 	}
 	return recs, nil
 }

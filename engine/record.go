@@ -122,6 +122,9 @@ func (r *runner) commit(ctx context.Context, out *pageOutcome) error {
 		if err := r.lt.Upsert(ctx, tx, out.writes); err != nil {
 			return err
 		}
+		if err := r.pairEffects(ctx, tx, out.writes); err != nil {
+			return err
+		}
 		if err := r.lt.MarkUnchanged(ctx, tx, out.unchanged, out.unchangedHashes); err != nil {
 			return err
 		}
@@ -167,9 +170,20 @@ func (r *runner) linkWrites(items []*item) []linktable.Write {
 			tid := it.targetID
 			h, rh := it.hash, it.rec.rowHash
 			ws = append(ws, linktable.Write{SourceID: it.id, TargetID: &tid, Status: linktable.StatusSuccess, Hash: &h, RowHash: &rh, Payload: it.payload, Synced: true,
-				Inserted: it.decision == DecideInsert})
+				Inserted: it.decision == DecideInsert, Conflict: r.conflictNote(it), PartnerRowHash: it.partnerRowHash})
 		case DecideUnchanged:
-			// Recorded by pageOutcome.unchanged.
+			// Recorded by pageOutcome.unchanged, unless a two-way pair found
+			// the target already holds the payload (its hash is now the
+			// link row's) or settled a conflict.
+			if it.inStep || it.conflict != "" {
+				rh := it.rec.rowHash
+				w := linktable.Write{SourceID: it.id, Status: linktable.StatusSuccess, RowHash: &rh, Conflict: r.conflictNote(it)}
+				if it.inStep {
+					h := it.hash
+					w.Hash = &h
+				}
+				ws = append(ws, w)
+			}
 		case DecideSkip:
 			if it.class == "transform" {
 				reason := r.e.redact.Redact(it.reason)
@@ -197,6 +211,14 @@ func (r *runner) linkWrites(items []*item) []linktable.Write {
 		}
 	}
 	return ws
+}
+
+func (r *runner) conflictNote(it *item) *string {
+	if it.conflict == "" {
+		return nil
+	}
+	note := r.e.redact.Redact(it.conflict)
+	return &note
 }
 
 // report counts the page's outcomes and keeps samples.

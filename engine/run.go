@@ -322,6 +322,7 @@ type runner struct {
 	// startedAt is the run row's start, by the database's clock.
 	startedAt time.Time
 	lease     *lease.Lease    // nil in dry runs
+	pair      *pairSide       // the other direction of a two-way sync
 	errRows   atomic.Int64    // run_errors written; the decider and the writer both add
 	hashBuf   []byte          // reused by hashOf, on the decider goroutine
 	byName    []string        // columns mapped by name when the sync has no mapping
@@ -345,6 +346,11 @@ func (r *runner) begin(ctx context.Context) (context.Context, error) {
 	}
 	s := r.s
 	interrupted := int64(0)
+	outer := ctx
+	ctx, err := r.claimPartner(ctx)
+	if err != nil {
+		return nil, err
+	}
 	ctx, l, err := r.e.claim(ctx, "sync "+s.Name, "sync:"+s.Name, func(ctx context.Context, tx pgx.Tx) (int64, error) {
 		q := r.e.q.WithTx(tx)
 		// This run holds the sync's claim, so no other run of it is alive.
@@ -361,9 +367,22 @@ func (r *runner) begin(ctx context.Context) (context.Context, error) {
 		return row.ID, nil
 	})
 	if err != nil {
+		if r.pair != nil {
+			r.pair.lease.Release(context.WithoutCancel(outer))
+		}
 		return nil, err
 	}
 	r.lease = l
+	if r.pair != nil {
+		// Both claims gate every write.
+		mine, theirs := l, r.pair.lease
+		ctx = connector.WithGate(ctx, func() error {
+			if err := mine.Valid(); err != nil {
+				return err
+			}
+			return theirs.Valid()
+		})
+	}
 	if interrupted > 0 {
 		r.e.log.Warn("an earlier run of this sync was interrupted (its process stopped); marked so, and this run resumes it", "sync", s.Name, "runs", interrupted)
 	}
@@ -382,6 +401,9 @@ func (r *runner) body(ctx context.Context) (runErr error) {
 	if writes {
 		what := "sync " + s.Name
 		defer r.lease.Release(ctx)
+		if r.pair != nil {
+			defer r.pair.lease.Release(ctx)
+		}
 		defer func() { r.finish(context.WithoutCancel(ctx), runErr) }()
 		defer func() { runErr = brokenWarehouse(runErr) }()
 		defer func() { runErr = lostClaim(ctx, what, runErr) }()
@@ -420,6 +442,9 @@ func (r *runner) body(ctx context.Context) (runErr error) {
 		}
 	}()
 	if err := r.prepare(ctx); err != nil {
+		return err
+	}
+	if err := r.preparePair(ctx, tx); err != nil {
 		return err
 	}
 	r.res.Reconcile = r.reconcile
@@ -633,6 +658,11 @@ func (r *runner) fenced(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	defer tx.Rollback(context.WithoutCancel(ctx)) // a no-op after Commit
 	if r.lease != nil {
 		if err := r.lease.Fence(ctx, tx); err != nil {
+			return err
+		}
+	}
+	if r.pair != nil && r.pair.lease != nil {
+		if err := r.pair.lease.Fence(ctx, tx); err != nil {
 			return err
 		}
 	}

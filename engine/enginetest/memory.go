@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/ferry-sync/ferry/engine/connector"
 )
@@ -22,10 +23,13 @@ type Memory struct {
 	Validate func(object string, payload map[string]any) string
 	// AuthFail makes every call fail as bad credentials.
 	AuthFail bool
-	calls    int
-	writes   int
-	finds    int
-	deletes  int
+	// Stamp names a field set to the time of every write and edit, as
+	// applications stamp updated_at.
+	Stamp   string
+	calls   int
+	writes  int
+	finds   int
+	deletes int
 }
 
 // NewMemory returns an empty in-process target.
@@ -75,6 +79,9 @@ func (m *Memory) Write(ctx context.Context, object string, changes []connector.C
 		for k, v := range c.Payload {
 			rec[k] = v
 		}
+		if m.Stamp != "" {
+			rec[m.Stamp] = time.Now().UTC()
+		}
 		if m.Validate != nil {
 			if msg := m.Validate(object, rec); msg != "" {
 				results[i] = connector.Result{Done: true, Err: &connector.Error{Class: connector.Rejected, Status: 422, Message: msg}}
@@ -118,8 +125,29 @@ func (m *Memory) Put(object string, payload map[string]any) string {
 	}
 	m.next++
 	id := strconv.Itoa(m.next)
+	if m.Stamp != "" && payload[m.Stamp] == nil {
+		payload[m.Stamp] = time.Now().UTC()
+	}
 	m.objects[object][id] = payload
 	return id
+}
+
+// Edit changes fields of a record as a person would in the application
+// (not counted as a write).
+func (m *Memory) Edit(object, id string, fields map[string]any) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rec := map[string]any{}
+	for k, v := range m.objects[object][id] {
+		rec[k] = v
+	}
+	for k, v := range fields {
+		rec[k] = v
+	}
+	if m.Stamp != "" {
+		rec[m.Stamp] = time.Now().UTC()
+	}
+	m.objects[object][id] = rec
 }
 
 // Delete implements connector.Deleter: a record already gone counts as

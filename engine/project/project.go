@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 
@@ -245,6 +246,7 @@ func (p *Project) check() []error {
 		}
 		s.ApplyDefaults()
 	}
+	errs = append(errs, p.pairSyncs()...)
 	if cycle := p.findCycle(); cycle != nil {
 		first, _ := p.Sync(cycle[0])
 		errs = append(errs, &ConfigError{File: first.File, Field: "relations",
@@ -280,6 +282,69 @@ func (p *Project) check() []error {
 	}
 	if p.Alerts != nil {
 		errs = append(errs, p.Alerts.check()...)
+	}
+	return errs
+}
+
+// pairSyncs checks every two_way declaration and sets Pair on both syncs
+// of each pair.
+func (p *Project) pairSyncs() []error {
+	var errs []error
+	for _, s := range p.Syncs {
+		s.Pair = nil
+	}
+	for _, s := range p.Syncs {
+		tw := s.TwoWay
+		if tw == nil {
+			continue
+		}
+		bad := func(field, format string, args ...any) {
+			errs = append(errs, &ConfigError{File: s.FileOrName(), Field: "two_way." + field, Message: fmt.Sprintf(format, args...)})
+		}
+		partner, ok := p.Sync(tw.With)
+		switch {
+		case tw.With == "":
+			bad("with", "name the sync that writes the other way")
+			continue
+		case tw.With == s.Name:
+			bad("with", "a sync cannot be its own other direction")
+			continue
+		case !ok:
+			bad("with", "unknown sync %q", tw.With)
+			continue
+		case s.Pair != nil && s.Pair.Partner != partner.Name:
+			bad("with", "sync %s is already paired with %s", s.Name, s.Pair.Partner)
+			continue
+		case partner.Pair != nil && partner.Pair.Partner != s.Name:
+			bad("with", "sync %s is already paired with %s", partner.Name, partner.Pair.Partner)
+			continue
+		case partner.TwoWay != nil && partner.TwoWay.With == s.Name && s.Name > partner.Name && !reflect.DeepEqual(*partner.TwoWay, TwoWay{With: s.Name, Conflict: tw.Conflict}):
+			bad("conflict", "differs from the one %s declares for the same pair: declare the pair once", partner.Name)
+			continue
+		}
+		wins := ""
+		switch c := tw.Conflict.Wins; {
+		case c == s.Name || c == partner.Name:
+			wins = c
+		case c == "":
+			bad("conflict.wins", "say whose change wins when both sides changed a record: a connection (%s or %s) or a sync (%s or %s)",
+				partner.Target.Connection, s.Target.Connection, partner.Name, s.Name)
+			continue
+		case s.Target.Connection == partner.Target.Connection && c == s.Target.Connection:
+			bad("conflict.wins", "both syncs write to connection %s: name the winning side by its sync (%s or %s)", c, s.Name, partner.Name)
+			continue
+		case c == partner.Target.Connection:
+			// The application the partner writes to is this sync's source.
+			wins = s.Name
+		case c == s.Target.Connection:
+			wins = partner.Name
+		default:
+			bad("conflict.wins", "%q is neither side of the pair: name a connection (%s or %s) or a sync (%s or %s)",
+				c, partner.Target.Connection, s.Target.Connection, partner.Name, s.Name)
+			continue
+		}
+		s.Pair = &Pair{Partner: partner.Name, Wins: wins, Newer: tw.Conflict.Newer}
+		partner.Pair = &Pair{Partner: s.Name, Wins: wins, Newer: tw.Conflict.Newer}
 	}
 	return errs
 }

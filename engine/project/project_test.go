@@ -182,3 +182,48 @@ func TestBrokenScriptIsRefusedAtLoad(t *testing.T) {
 	assert.Contains(t, msg, "syncs/notransform.yaml: transform:")
 	assert.Contains(t, msg, "transform", "a script without a transform function")
 }
+
+// A two-way pair is declared once and checked: both syncs know their
+// partner and the winning side, and a mistake names the file and field.
+func TestTwoWayPairs(t *testing.T) {
+	const pairYAML = `
+connections:
+  erp: {kind: postgres, settings: {url_env: ERP_URL}}
+  crm: {kind: postgres, settings: {url_env: CRM_URL}}
+`
+	back := "source: {table: elt_erp.companies}\ntarget: {connection: crm, object: companies}\n"
+	for _, tc := range []struct {
+		name, twoWay, wantErr string
+		wins                  string
+	}{
+		{name: "wins names a connection", twoWay: "{with: erp_to_crm, conflict: {wins: crm}}", wins: "crm_to_erp"},
+		{name: "wins names a sync", twoWay: "{with: erp_to_crm, conflict: {wins: erp_to_crm, newer: updated_at}}", wins: "erp_to_crm"},
+		{name: "unknown partner", twoWay: "{with: nope, conflict: {wins: crm}}", wantErr: `syncs/crm_to_erp.yaml: two_way.with: unknown sync "nope"`},
+		{name: "no rule", twoWay: "{with: erp_to_crm}", wantErr: "two_way.conflict.wins: say whose change wins when both sides changed a record: a connection (crm or erp)"},
+		{name: "not a side", twoWay: "{with: erp_to_crm, conflict: {wins: sales}}", wantErr: `two_way.conflict.wins: "sales" is neither side of the pair`},
+		{name: "itself", twoWay: "{with: crm_to_erp, conflict: {wins: crm}}", wantErr: "two_way.with: a sync cannot be its own other direction"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := writeProject(t, map[string]string{
+				"ferry.yaml":            pairYAML,
+				"syncs/crm_to_erp.yaml": "source: {table: elt_crm.companies}\ntarget: {connection: erp, object: companies}\ntwo_way: " + tc.twoWay + "\n",
+				"syncs/erp_to_crm.yaml": back,
+			})
+			p, err := project.Load(dir, kinds(t))
+			if tc.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			a, _ := p.Sync("crm_to_erp")
+			b, _ := p.Sync("erp_to_crm")
+			require.NotNil(t, a.Pair)
+			require.NotNil(t, b.Pair)
+			assert.Equal(t, "erp_to_crm", a.Pair.Partner)
+			assert.Equal(t, "crm_to_erp", b.Pair.Partner)
+			assert.Equal(t, tc.wins, a.Pair.Wins)
+			assert.Equal(t, tc.wins, b.Pair.Wins)
+		})
+	}
+}

@@ -63,7 +63,15 @@ type Sync struct {
 	// Delete deletes (or archives) the target records whose source record
 	// left the scope or carries a deleted flag, within guards.
 	Delete *DeletePolicy `json:"delete,omitempty"`
+	// TwoWay pairs this sync with the sync that writes the other way
+	// (B→A for this A→B): they share their records' identity, an echo of
+	// what one wrote is never written back, and a record both sides changed
+	// is settled by Conflict. Declared on either sync of the pair.
+	TwoWay *TwoWay `json:"two_way,omitempty"`
 
+	// Pair is the pair this sync belongs to, declared here or on its
+	// partner; set when the project is checked.
+	Pair *Pair `json:"-"`
 	// File is where the sync was loaded from, for error messages.
 	File string `json:"-"`
 	// TransformSource is the transform's code, read at load time.
@@ -111,6 +119,35 @@ type TargetRef struct {
 	// table its ELT pipeline loads) instead of calling the target: cheaper,
 	// and as fresh as the pipeline's last load.
 	LookupIn *LookupTable `json:"lookup_in,omitempty"`
+}
+
+// TwoWay declares the two directions of a two-way sync.
+type TwoWay struct {
+	// With names the sync in the other direction: its scope reads this
+	// sync's target (the target's ELT copy) and it writes into the
+	// application this sync's scope copies.
+	With     string   `json:"with"`
+	Conflict Conflict `json:"conflict"`
+}
+
+// Conflict says which change wins when both sides changed a record since
+// the pair last synced it.
+type Conflict struct {
+	// Wins names the side whose change wins: a connection (the application
+	// a sync of the pair writes to) or a sync (its source side wins). With
+	// Newer, it wins ties.
+	Wins string `json:"wins"`
+	// Newer names a column both scopes have (e.g. updated_at): the side
+	// whose record carries the later value wins.
+	Newer string `json:"newer,omitempty"`
+}
+
+// Pair is a two-way pair as one of its syncs sees it.
+type Pair struct {
+	Partner string // the sync in the other direction
+	// Wins is the sync whose source side wins a conflict (ties, with Newer).
+	Wins  string
+	Newer string
 }
 
 // DeletePolicy says which target records a sync deletes and how.

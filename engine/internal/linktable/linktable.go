@@ -88,6 +88,7 @@ func Open(ctx context.Context, db dbtx, sync string) (*Table, error) {
 		       EXISTS (SELECT 1 FROM pg_attribute r WHERE r.attrelid = s.attrelid AND r.attname = 'row_hash' AND NOT r.attisdropped)
 		       AND EXISTS (SELECT 1 FROM pg_attribute r WHERE r.attrelid = s.attrelid AND r.attname = 'error_body' AND NOT r.attisdropped)
 		       AND EXISTS (SELECT 1 FROM pg_attribute r WHERE r.attrelid = s.attrelid AND r.attname = 'inserted_at' AND NOT r.attisdropped)
+		       AND EXISTS (SELECT 1 FROM pg_attribute r WHERE r.attrelid = s.attrelid AND r.attname = 'conflict' AND NOT r.attisdropped)
 		       AND EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conrelid = s.attrelid AND c.contype = 'c' AND pg_get_constraintdef(c.oid) LIKE '%''deleted''%')
 		       AND EXISTS (SELECT 1 FROM pg_class i WHERE i.relname = $2 AND i.relnamespace = $3::regnamespace)
 		FROM pg_attribute s JOIN pg_attribute t ON t.attrelid = s.attrelid
@@ -113,7 +114,7 @@ func Ensure(ctx context.Context, db dbtx, sync, sourceType, targetType string) (
 			// indexes added since (catalog changes and one index build: no
 			// row is rewritten). Only then: ALTER TABLE waits for every
 			// reader of the table.
-			if _, err := db.Exec(ctx, fmt.Sprintf(`ALTER TABLE %[1]s ADD COLUMN IF NOT EXISTS row_hash text, ADD COLUMN IF NOT EXISTS error_body text, ADD COLUMN IF NOT EXISTS inserted_at timestamptz,
+			if _, err := db.Exec(ctx, fmt.Sprintf(`ALTER TABLE %[1]s ADD COLUMN IF NOT EXISTS row_hash text, ADD COLUMN IF NOT EXISTS error_body text, ADD COLUMN IF NOT EXISTS inserted_at timestamptz, ADD COLUMN IF NOT EXISTS conflict text,
     DROP CONSTRAINT IF EXISTS %[3]s,
     ADD CONSTRAINT %[3]s CHECK (status IN ('success', 'error', 'skipped', 'matched', 'pending', 'deleted'));
 CREATE INDEX IF NOT EXISTS %[2]s ON %[1]s (status, source_id) WHERE status IN ('error', 'pending', 'matched')`,
@@ -144,6 +145,7 @@ CREATE TABLE IF NOT EXISTS %[2]s (
     first_synced_at timestamptz,
     last_synced_at  timestamptz,
     inserted_at     timestamptz,  -- when Ferry inserted the target record (not set for one it found or was given): what ferry rollback deletes
+    conflict        text,         -- two-way syncs: the last time both sides changed the record, which side won and why
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS %[5]s ON %[2]s (status, source_id) WHERE status IN ('error', 'pending', 'matched');
@@ -258,6 +260,14 @@ type Write struct {
 	Synced     bool           // a write succeeded: stamp last (and first) sync time
 	Inserted   bool           // the write inserted the target record: stamp inserted_at
 	FailedOnce bool           // count an attempt
+	// Conflict, for two-way syncs, says both sides changed the record and
+	// which won (nil keeps what the row has).
+	Conflict *string
+	// PartnerRowHash, for two-way syncs, is the warehouse hash of the
+	// partner's scope row of the target record as this write found it:
+	// the write supersedes that state, so the partner need not read it
+	// again (see Table.Consume). Not a column of this table.
+	PartnerRowHash *string
 }
 
 // Upsert writes link rows in one statement.
@@ -281,19 +291,19 @@ func (lt *Table) Upsert(ctx context.Context, db dbtx, ws []Write) error {
 	}
 	n := len(ws)
 	ids, tids, statuses, hashes, rowHashes, errs, classes, payloads := make([]string, n), make([]*string, n), make([]string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
-	bodies := make([]*string, n)
+	bodies, conflicts := make([]*string, n), make([]*string, n)
 	synced, failed, inserted := make([]bool, n), make([]bool, n), make([]bool, n)
 	for i, w := range ws {
 		ids[i], tids[i], statuses[i], hashes[i], rowHashes[i], errs[i], classes[i], payloads[i] = w.SourceID, w.TargetID, string(w.Status), w.Hash, w.RowHash, w.Error, w.ErrorClass, payloadJSON(w.Payload)
-		synced[i], failed[i], bodies[i], inserted[i] = w.Synced, w.FailedOnce, w.ErrorBody, w.Inserted
+		synced[i], failed[i], bodies[i], inserted[i], conflicts[i] = w.Synced, w.FailedOnce, w.ErrorBody, w.Inserted, w.Conflict
 	}
 	sql := fmt.Sprintf(`
-INSERT INTO %[1]s AS l (source_id, target_id, status, hash, row_hash, error, error_class, error_body, attempts, payload, first_synced_at, last_synced_at, inserted_at, updated_at)
+INSERT INTO %[1]s AS l (source_id, target_id, status, hash, row_hash, error, error_class, error_body, attempts, payload, first_synced_at, last_synced_at, inserted_at, conflict, updated_at)
 SELECT u.source_id::%[2]s, u.target_id::%[3]s, u.status, u.hash, u.row_hash, u.error, u.error_class, u.error_body,
        CASE WHEN u.failed THEN 1 ELSE 0 END, u.payload::json,
-       CASE WHEN u.synced THEN now() END, CASE WHEN u.synced THEN now() END, CASE WHEN u.inserted THEN now() END, now()
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bool[], $10::bool[], $11::text[], $12::bool[])
-     AS u(source_id, target_id, status, hash, row_hash, error, error_class, payload, synced, failed, error_body, inserted)
+       CASE WHEN u.synced THEN now() END, CASE WHEN u.synced THEN now() END, CASE WHEN u.inserted THEN now() END, u.conflict, now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bool[], $10::bool[], $11::text[], $12::bool[], $13::text[])
+     AS u(source_id, target_id, status, hash, row_hash, error, error_class, payload, synced, failed, error_body, inserted, conflict)
 ON CONFLICT (source_id) DO UPDATE SET
     target_id       = coalesce(EXCLUDED.target_id, l.target_id),
     status          = EXCLUDED.status,
@@ -308,8 +318,9 @@ ON CONFLICT (source_id) DO UPDATE SET
     first_synced_at = coalesce(l.first_synced_at, EXCLUDED.first_synced_at),
     last_synced_at  = coalesce(EXCLUDED.last_synced_at, l.last_synced_at),
     inserted_at     = coalesce(EXCLUDED.inserted_at, l.inserted_at),
+    conflict        = coalesce(EXCLUDED.conflict, l.conflict),
     updated_at      = now()`, lt.Ident, lt.SourceType, lt.TargetType)
-	if _, err := db.Exec(ctx, sql, ids, tids, statuses, hashes, rowHashes, errs, classes, payloads, synced, failed, bodies, inserted); err != nil {
+	if _, err := db.Exec(ctx, sql, ids, tids, statuses, hashes, rowHashes, errs, classes, payloads, synced, failed, bodies, inserted, conflicts); err != nil {
 		return fmt.Errorf("recording %d link rows in %s: %w", n, lt.Ident, err)
 	}
 	return nil
@@ -528,6 +539,57 @@ func (lt *Table) Linked(ctx context.Context, db dbtx) (int64, error) {
 	err := db.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s WHERE status IN ('success', 'matched') AND target_id IS NOT NULL`, lt.Ident)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("counting the linked rows of %s: %w", lt.Ident, err)
+	}
+	return n, nil
+}
+
+// Mirror records, in the partner's link table of a two-way pair, the links
+// this sync made: the partner's source id is this sync's target id and the
+// other way round, so that the partner never creates the record again. A
+// partner row that already has a target id (or is pending) is left alone.
+// The row hash stays empty: the partner reads the record once, finds its
+// own side already holds it, and records nothing but the hash.
+func (lt *Table) Mirror(ctx context.Context, db dbtx, sourceIDs, targetIDs []string) error {
+	if len(sourceIDs) == 0 {
+		return nil
+	}
+	_, err := db.Exec(ctx, fmt.Sprintf(`
+INSERT INTO %[1]s AS l (source_id, target_id, status, updated_at)
+SELECT u.s::%[2]s, u.t::%[3]s, 'success', now() FROM unnest($1::text[], $2::text[]) AS u(s, t)
+ON CONFLICT (source_id) DO UPDATE SET target_id = EXCLUDED.target_id, status = 'success', hash = NULL, row_hash = NULL,
+    error = NULL, error_class = NULL, error_body = NULL, attempts = 0, updated_at = now()
+WHERE l.target_id IS NULL AND l.status <> 'pending'`, lt.Ident, lt.SourceType, lt.TargetType), sourceIDs, targetIDs)
+	if err != nil {
+		return fmt.Errorf("linking %d records in %s (the other direction of the pair): %w", len(sourceIDs), lt.Ident, err)
+	}
+	return nil
+}
+
+// Consume records, for the partner of a two-way pair, that the state of
+// its source records with these row hashes was superseded by a write from
+// the other side: the partner does not read them again until they change.
+// Their hash is cleared: the other side was changed by someone else, so
+// it no longer holds what the partner last wrote. notes (nil entries keep
+// the row's) record a conflict the write settled.
+func (lt *Table) Consume(ctx context.Context, db dbtx, ids, rowHashes []string, notes []*string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := db.Exec(ctx, fmt.Sprintf(`
+UPDATE %s AS l SET row_hash = u.row_hash, hash = NULL, conflict = coalesce(u.note, l.conflict), updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::text[]) AS u(source_id, row_hash, note)
+WHERE l.source_id = u.source_id::%s AND l.status = 'success'`, lt.Ident, lt.SourceType), ids, rowHashes, notes)
+	if err != nil {
+		return fmt.Errorf("recording %d superseded records in %s (the other direction of the pair): %w", len(ids), lt.Ident, err)
+	}
+	return nil
+}
+
+// Pending counts the rows whose insert's outcome is unknown.
+func (lt *Table) Pending(ctx context.Context, db dbtx) (int64, error) {
+	var n int64
+	if err := db.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s WHERE status = 'pending'`, lt.Ident)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("counting the pending rows of %s: %w", lt.Ident, err)
 	}
 	return n, nil
 }
