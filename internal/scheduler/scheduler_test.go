@@ -141,11 +141,18 @@ func TestTwoReplicasRunEveryTickOnce(t *testing.T) {
 		AND a.started_at < b.finished_at AND b.started_at < a.finished_at`), "no sync had two runs at once")
 	assert.Zero(t, count(t, db, `SELECT count(*) FROM ferry.runs WHERE triggered_by <> 'schedule' OR tick IS NULL OR job_id IS NULL`))
 	assert.Zero(t, count(t, db, `SELECT count(*) FROM ferry.runs WHERE status <> 'succeeded'`))
-	// Every second between a sync's first and last tick has its run: none
-	// was lost between the replicas.
-	assert.Zero(t, count(t, db, `SELECT count(*) FROM (
-		SELECT sync, (extract(epoch FROM max(tick) - min(tick)))::int + 1 AS want, count(*) AS got FROM ferry.runs GROUP BY sync) x
-		WHERE want <> got`), "a tick between the first and the last was skipped")
+	// Every second between a sync's first and last tick has its run, none
+	// lost between the replicas, unless a run of that sync still waited in
+	// the queue then (a tick skips a sync whose run waits: on a loaded
+	// machine runs fall behind a 1 s schedule, and a late tick is named by
+	// the latest due time, hence the second of slack).
+	assert.Zero(t, count(t, db, `WITH span AS (SELECT sync, min(tick) AS lo, max(tick) AS hi FROM ferry.runs GROUP BY sync),
+		want AS (SELECT sync, generate_series(lo, hi, interval '1 second') AS t FROM span)
+		SELECT count(*) FROM want w
+		WHERE NOT EXISTS (SELECT 1 FROM ferry.runs r WHERE r.sync = w.sync AND r.tick = w.t)
+		  AND NOT EXISTS (SELECT 1 FROM ferry.runs r JOIN ferry.river_job j ON j.id = r.job_id
+		                  WHERE r.sync = w.sync AND j.created_at < w.t + interval '2 seconds' AND r.started_at > w.t)`),
+		"a tick between the first and the last was lost")
 	ticks := count(t, db, `SELECT count(DISTINCT tick) FROM ferry.runs`)
 	assert.GreaterOrEqual(t, ticks, 5)
 	assert.Equal(t, 20, count(t, db, `SELECT count(DISTINCT sync) FROM ferry.runs`))
