@@ -104,6 +104,9 @@ func (r *runner) preparePair(ctx context.Context, tx pgx.Tx) error {
 			return fmt.Errorf("sync %s: two_way: %w", r.s.Name, err)
 		}
 	}
+	if err := r.checkCompared(); err != nil {
+		return err
+	}
 	if pr.Newer != "" {
 		if _, ok := r.sc.Lookup(pr.Newer); !ok {
 			return fmt.Errorf("sync %s: two_way.conflict.newer: the scope has no column %s (both scopes of the pair need it)", r.s.Name, pr.Newer)
@@ -111,6 +114,38 @@ func (r *runner) preparePair(ctx context.Context, tx pgx.Tx) error {
 		if _, ok := ps.sc.Lookup(pr.Newer); !ok {
 			return fmt.Errorf("sync %s: two_way.conflict.newer: the scope of %s has no column %s (both scopes of the pair need it)", r.s.Name, partner.Name, pr.Newer)
 		}
+	}
+	return nil
+}
+
+// checkCompared makes sure the target's copy has a column for at least one
+// field this sync writes: without one, an echo cannot be told from a
+// change, and the pair would write every change back and forth forever.
+func (r *runner) checkCompared() error {
+	var fields, missing []string
+	for _, f := range r.s.Mapping {
+		fields = append(fields, f.Target)
+	}
+	if len(r.s.Mapping) == 0 {
+		fields = append(fields, r.byName...)
+	}
+	for _, rel := range r.s.Relations {
+		fields = append(fields, rel.Target)
+	}
+	compared := 0
+	for _, f := range fields {
+		if _, ok := r.pair.sc.Lookup(f); ok {
+			compared++
+		} else {
+			missing = append(missing, f)
+		}
+	}
+	switch {
+	case compared == 0 && len(r.s.TransformSource) == 0:
+		return fmt.Errorf("sync %s: two_way: none of the fields it writes (%s) is a column of %s's scope (the copy of its target), so an echo cannot be told from a change: name the copy's columns as the target's fields (e.g. in %s's scope query: SELECT id, nm AS name …)",
+			r.s.Name, strings.Join(fields, ", "), r.pair.sync.Name, r.pair.sync.Name)
+	case len(missing) > 0:
+		r.e.log.Warn("two_way: fields the target's copy has no column for are not compared (a change to only them is not written)", "sync", r.s.Name, "copy", r.pair.sync.Name, "fields", strings.Join(missing, ", "))
 	}
 	return nil
 }

@@ -53,12 +53,16 @@ func pairSyncs(conflict project.Conflict) []*project.Sync {
 	}
 }
 
-func setupPair(t *testing.T, conflict project.Conflict) *pairBundle {
+func setupPair(t *testing.T, conflict project.Conflict, edit ...func(crmToERP, erpToCRM *project.Sync)) *pairBundle {
 	t.Helper()
 	db := dbtest.NewPool(t)
 	_, err := db.Exec(context.Background(), pairWarehouseSQL)
 	require.NoError(t, err)
-	p, err := project.New(nil, map[string]project.Connection{"crm": testConnection, "erp": testConnection}, pairSyncs(conflict)...)
+	syncs := pairSyncs(conflict)
+	for _, e := range edit {
+		e(syncs[0], syncs[1])
+	}
+	p, err := project.New(nil, map[string]project.Connection{"crm": testConnection, "erp": testConnection}, syncs...)
 	require.NoError(t, err)
 	b := &pairBundle{t: t, db: db, crm: enginetest.NewMemory(), erp: enginetest.NewMemory()}
 	b.crm.Stamp, b.erp.Stamp = "updated_at", "updated_at"
@@ -323,4 +327,18 @@ func (b *pairBundle) linkError(t *testing.T, sync, id string) string {
 		return ""
 	}
 	return *msg
+}
+
+// A pair whose copy has no column for any field the sync writes could not
+// tell an echo from a change: the run refuses, saying what to rename.
+func TestTwoWayRefusesACopyItCannotCompareWith(t *testing.T) {
+	t.Parallel()
+	b := setupPair(t, project.Conflict{Wins: "crm"}, func(_, erpToCRM *project.Sync) {
+		erpToCRM.Mapping = []project.Field{{Source: "nm", Target: "name"}, {Source: "town", Target: "city"}}
+	})
+	_, err := b.db.Exec(context.Background(), `ALTER TABLE elt_erp.companies RENAME COLUMN name TO nm; ALTER TABLE elt_erp.companies RENAME COLUMN city TO town`)
+	require.NoError(t, err)
+	_, err = b.eng.Run(context.Background(), "crm_to_erp", engine.RunOptions{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "none of the fields it writes (name, city) is a column of erp_to_crm's scope")
 }
