@@ -32,6 +32,14 @@ test: ## run every test against the local PostgreSQL (engine, connectors, script
 	@# failpoints: crash tests kill ferry at named points of a run (cmd/ferry/crash_test.go).
 	$(GO) test -count=1 -timeout 15m -tags failpoints $$($(GO) list ./... | grep -v -e '/ferry/engine' -e '/ferry/scripting')
 
+# How many seeds make chaos runs (make chaos SEEDS=50).
+SEEDS ?= 200
+
+.PHONY: chaos
+chaos: ## run the chaos loop: SEEDS seeds of faults and kills, then the invariants (cmd/ferry/chaos_test.go)
+	@$(DB_UP)
+	$(GO) test -count=1 -timeout 90m -tags 'chaos failpoints' -run TestChaos ./cmd/ferry/ -args -chaos.seeds $(SEEDS)
+
 .PHONY: build
 build: ## build bin/ferry (no cgo)
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/ferry
@@ -48,6 +56,7 @@ verify: ## fail if generated code drifted, code is unformatted, or vet, staticch
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags failpoints ./cmd/...
+	$(GO) vet -tags 'chaos failpoints' ./cmd/...
 	$(STATICCHECK) ./...
 	CGO_ENABLED=0 $(GO) build -o /dev/null ./...
 

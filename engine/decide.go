@@ -132,8 +132,9 @@ func (r *runner) decide(ctx context.Context, dp *decidedPage) ([]*item, error) {
 			continue
 		}
 		it.hash = r.hashOf(it)
-		it.decision = r.choose(ctx, it, dp)
+		it.decision = r.choose(it)
 	}
+	r.settlePending(ctx, items, dp)
 	if err := r.lookupExisting(ctx, items, dp); err != nil {
 		return nil, err
 	}
@@ -231,11 +232,11 @@ func (r *runner) hashOf(it *item) string {
 
 // choose decides between insert, update, unchanged and skip from the link
 // row and the mode.
-func (r *runner) choose(ctx context.Context, it *item, dp *decidedPage) Decision {
+func (r *runner) choose(it *item) Decision {
 	hasTarget := it.linked && it.link.TargetID != ""
 	switch {
 	case it.linked && !hasTarget && it.link.Status == linktable.StatusPending:
-		return r.settlePending(ctx, it, dp)
+		return decideSettle // settlePending, for the whole page at once
 	case it.linked && it.link.Status == linktable.StatusDeleted:
 		// Back in the scope after its target record was deleted: inserted
 		// again; an archived one is still there: updated (the mapping
@@ -268,50 +269,57 @@ func (r *runner) choose(ctx context.Context, it *item, dp *decidedPage) Decision
 	}
 }
 
-// settlePending settles an insert whose outcome was lost (a crash, or an
-// ambiguous timeout): look the record up in the target by target.match_on
-// when the target can; otherwise leave it pending rather than risk a
+// decideSettle marks, within decide, a pending insert that settlePending
+// decides with the page's others.
+const decideSettle Decision = "settle"
+
+// settlePending settles the page's inserts whose outcome was lost (a
+// crash, or an ambiguous timeout): each is looked up in the target by
+// target.match_on when the target can, all at once within the
+// connection's budget; otherwise it stays pending rather than risk a
 // duplicate.
-func (r *runner) settlePending(ctx context.Context, it *item, dp *decidedPage) Decision {
-	unknown := func(why string) Decision {
+func (r *runner) settlePending(ctx context.Context, items []*item, dp *decidedPage) {
+	unknown := func(it *item, why string) {
 		it.fail(DecideFail, "pending", fmt.Sprintf(
 			"an earlier insert of source id %s may or may not have reached the target%s; check %s for it, then set its row in link_tables.%s to target_id=<id>, status 'matched' (found) or status 'error' (absent: it is inserted again)%s",
 			it.id, why, r.s.Target.Object, r.s.Name, r.matchHint()))
-		return DecideFail
 	}
-	finder, ok := r.target.(connector.Finder)
-	if !ok || len(r.s.Target.MatchOn) == 0 {
-		return unknown("")
-	}
-	if !r.mayCallTarget() {
-		it.reason = "a pending insert is settled by looking it up in the target: " + noLookups
-		return DecideUnknown
-	}
-	match := make(map[string]any, len(r.s.Target.MatchOn))
-	for _, f := range r.s.Target.MatchOn {
-		v := it.mapped[f]
-		if v == nil {
-			return unknown(fmt.Sprintf(" (its match_on field %s is empty, so it cannot be looked up)", f))
+	finder, canFind := r.target.(connector.Finder)
+	var todo []*item
+	var matches []map[string]any
+	for _, it := range items {
+		if it.decision != decideSettle {
+			continue
 		}
-		match[f] = v
+		switch {
+		case !canFind || len(r.s.Target.MatchOn) == 0:
+			unknown(it, "")
+		case !r.mayCallTarget():
+			it.decision, it.reason = DecideUnknown, "a pending insert is settled by looking it up in the target: "+noLookups
+		case r.matchMissing(it) != "":
+			unknown(it, fmt.Sprintf(" (its match_on field %s is empty, so it cannot be looked up)", r.matchMissing(it)))
+		default:
+			todo = append(todo, it)
+			matches = append(matches, r.matchOf(it))
+		}
 	}
-	found, err := finder.Find(ctx, r.s.Target.Object, match)
-	dp.lookups++
-	if err == nil {
-		// Only a record whose fields equal the match is the one inserted.
-		found, err = connector.Matching(r.s.Target.Object, found, match)
+	if len(todo) == 0 {
+		return
 	}
-	if err != nil {
-		return unknown(fmt.Sprintf(" (looking it up failed: %v)", err))
-	}
-	switch len(found) {
-	case 0:
-		return DecideInsert // it never arrived
-	case 1:
-		it.targetID = fmt.Sprint(found[0]["id"])
-		return DecideUpdate
-	default:
-		return unknown(fmt.Sprintf(" (%d target records match %v: ids %s)", len(found), match, foundIDs(found)))
+	found, errs := r.findAll(ctx, finder, matches)
+	dp.lookups += int64(len(todo))
+	for i, it := range todo {
+		switch {
+		case errs[i] != nil:
+			unknown(it, fmt.Sprintf(" (looking it up failed: %v)", errs[i]))
+		case len(found[i]) == 0:
+			it.decision = DecideInsert // it never arrived
+		case len(found[i]) == 1:
+			it.targetID = fmt.Sprint(found[i][0]["id"])
+			it.decision = DecideUpdate
+		default:
+			unknown(it, fmt.Sprintf(" (%d target records match %v: ids %s)", len(found[i]), matches[i], foundIDs(found[i])))
+		}
 	}
 }
 

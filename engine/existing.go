@@ -85,42 +85,17 @@ func (r *runner) lookupInTarget(ctx context.Context, todo []*item, dp *decidedPa
 	if !ok {
 		return nil, fmt.Errorf("sync %s: target.lookup_before_insert: connection %s cannot look records up; use target.lookup_in (its copy in the warehouse) instead", r.s.Name, r.s.Target.Connection)
 	}
-	workers := 4
-	if p, ok := r.target.(connector.Pacer); ok {
-		workers = max(p.InFlight(), 1)
+	matches := make([]map[string]any, len(todo))
+	for i, it := range todo {
+		matches[i] = r.matchOf(it)
 	}
+	recs, errs := r.findAll(ctx, finder, matches)
 	found := make([][]string, len(todo))
-	errs := make([]error, len(todo))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(workers, len(todo)) {
-		wg.Go(func() {
-			for i := range next {
-				it := todo[i]
-				match := make(map[string]any, len(r.s.Target.MatchOn))
-				for _, f := range r.s.Target.MatchOn {
-					match[f] = it.mapped[f]
-				}
-				recs, err := finder.Find(ctx, r.s.Target.Object, match)
-				if err == nil {
-					// Only a record whose fields equal the match is one.
-					recs, err = connector.Matching(r.s.Target.Object, recs, match)
-				}
-				if err != nil {
-					errs[i] = err
-					continue
-				}
-				for _, rec := range recs {
-					found[i] = append(found[i], fmt.Sprint(rec["id"]))
-				}
-			}
-		})
+	for i := range recs {
+		for _, rec := range recs[i] {
+			found[i] = append(found[i], fmt.Sprint(rec["id"]))
+		}
 	}
-	for i := range todo {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
 	dp.lookups += int64(len(todo))
 	for i, err := range errs {
 		if err == nil {
@@ -134,6 +109,46 @@ func (r *runner) lookupInTarget(ctx context.Context, todo []*item, dp *decidedPa
 		found[i] = nil
 	}
 	return found, nil
+}
+
+// matchOf is an item's match_on fields and values.
+func (r *runner) matchOf(it *item) map[string]any {
+	match := make(map[string]any, len(r.s.Target.MatchOn))
+	for _, f := range r.s.Target.MatchOn {
+		match[f] = it.mapped[f]
+	}
+	return match
+}
+
+// findAll looks every match up in the target concurrently (the target's
+// own concurrency: the connector's budget bounds the calls), and keeps
+// only the records whose fields equal the match.
+func (r *runner) findAll(ctx context.Context, finder connector.Finder, matches []map[string]any) ([][]map[string]any, []error) {
+	workers := 4
+	if p, ok := r.target.(connector.Pacer); ok {
+		workers = max(p.InFlight(), 1)
+	}
+	found := make([][]map[string]any, len(matches))
+	errs := make([]error, len(matches))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(workers, len(matches)) {
+		wg.Go(func() {
+			for i := range next {
+				recs, err := finder.Find(ctx, r.s.Target.Object, matches[i])
+				if err == nil {
+					recs, err = connector.Matching(r.s.Target.Object, recs, matches[i])
+				}
+				found[i], errs[i] = recs, err
+			}
+		})
+	}
+	for i := range matches {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return found, errs
 }
 
 // lookupInWarehouse looks the records up in the target's copy in the
