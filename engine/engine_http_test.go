@@ -37,13 +37,19 @@ func setupCRM(t *testing.T, s *project.Sync) *crmBundle {
 // setupCRMWith is setupCRM with the server's options (its token is Ferry's).
 func setupCRMWith(t *testing.T, s *project.Sync, opts crmtest.Options) *crmBundle {
 	t.Helper()
+	return setupCRMEdit(t, s, opts, nil)
+}
+
+// setupCRMEdit is setupCRMWith with the connection's settings edited.
+func setupCRMEdit(t *testing.T, s *project.Sync, opts crmtest.Options, edit func(settings map[string]any)) *crmBundle {
+	t.Helper()
 	if opts.Objects == nil {
 		opts.Objects = map[string]crmtest.Object{
 			"contacts": {Required: []string{"email"}, Unique: []string{"email"}, Patterns: map[string]string{"email": `^[^@\s]+@[^@\s]+$`}},
 		}
 	}
 	srv := crmtest.New(t, opts)
-	settings, err := json.Marshal(map[string]any{
+	conn := map[string]any{
 		"base_url":     srv.URL,
 		"auth":         map[string]any{"type": "bearer", "token_env": "CRM_TOKEN"},
 		"timeout":      "500ms",
@@ -55,7 +61,11 @@ func setupCRMWith(t *testing.T, s *project.Sync, opts crmtest.Options) *crmBundl
 			"lookup": map[string]any{"path": "/contacts/search", "results_path": "results"},
 			"delete": map[string]any{},
 		}},
-	})
+	}
+	if edit != nil {
+		edit(conn)
+	}
+	settings, err := json.Marshal(conn)
 	require.NoError(t, err)
 	db := dbtest.NewPool(t)
 	_, err = db.Exec(context.Background(), warehouseSQL)

@@ -277,6 +277,11 @@ func (r *runner) landed(ctx context.Context, c *chunk) error {
 		c.results = padded
 	}
 	calls := int64(0)
+	// A lost answer is one event however many records it leaves pending
+	// (a batch of 100, or a chunk of inserts in flight when a connection
+	// broke): counted once, not once per record, or a single reset would
+	// spend the error budget and stop a healthy run.
+	var lost *connector.Error
 	for i, it := range c.items {
 		res := c.results[i]
 		switch {
@@ -303,7 +308,13 @@ func (r *runner) landed(ctx context.Context, c *chunk) error {
 				it.class = "pending"
 				it.reason = fmt.Sprintf("inserting source id %s: %s already holds it (HTTP 409): the next run finds it by %s and links it", it.id, r.s.Target.Object, strings.Join(r.s.Target.MatchOn, ", "))
 			}
-			if r.budget.observe(string(res.Err.Class), res.Err.Error()) {
+			switch {
+			case it.class == "pending" && res.Err.Class == connector.Ambiguous:
+				lost = res.Err
+			case it.class == "pending":
+				// The target holds it already (409): linked next run.
+				r.budget.observe("", "")
+			case r.budget.observe(string(res.Err.Class), res.Err.Error()):
 				r.halt(r.budget.stopped())
 			}
 		default:
@@ -316,6 +327,9 @@ func (r *runner) landed(ctx context.Context, c *chunk) error {
 		if r.s.OnError == project.OnErrorStop && it.decision == DecideFail {
 			r.halt("")
 		}
+	}
+	if lost != nil && r.budget.observe(string(lost.Class), lost.Error()) {
+		r.halt(r.budget.stopped())
 	}
 	r.count(func(c *Counts) { c.TargetCalls += calls })
 	r.writeBack(ctx, c.items, c.changes, c.results)
