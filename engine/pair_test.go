@@ -150,6 +150,19 @@ func (b *pairBundle) conflict(sync, id string) string {
 	return *note
 }
 
+// syncedCompanies creates n companies in the CRM and runs two rounds: both
+// sides hold them, linked, and the pair is at rest.
+func (b *pairBundle) syncedCompanies(n int) {
+	b.t.Helper()
+	for i := 1; i <= n; i++ {
+		b.crm.Put("companies", map[string]any{"name": fmt.Sprintf("CRM %d", i), "city": "Ghent"})
+	}
+	b.refresh("crm")
+	b.refresh("erp")
+	b.round(false)
+	b.round(false)
+}
+
 // counterpartInERP is the ERP id linked to a CRM id.
 func (b *pairBundle) counterpartInERP(crmID string) string {
 	b.t.Helper()
@@ -230,13 +243,7 @@ func TestTwoWayConflictIsSettledByTheRule(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			b := setupPair(t, tc.conflict)
-			for i := 1; i <= 3; i++ {
-				b.crm.Put("companies", map[string]any{"name": fmt.Sprintf("CRM %d", i), "city": "Ghent"})
-			}
-			b.refresh("crm")
-			b.refresh("erp")
-			b.round(false)
-			b.round(false)
+			b.syncedCompanies(3)
 
 			erpID := b.counterpartInERP("2")
 			b.crm.Edit("companies", "2", map[string]any{"city": "Antwerp"})
@@ -264,13 +271,7 @@ func TestTwoWayConflictIsSettledByTheRule(t *testing.T) {
 func TestTwoWayLoserRunningBeforeTheRefreshWritesNothing(t *testing.T) {
 	t.Parallel()
 	b := setupPair(t, project.Conflict{Wins: "crm"})
-	for i := 1; i <= 3; i++ {
-		b.crm.Put("companies", map[string]any{"name": fmt.Sprintf("CRM %d", i), "city": "Ghent"})
-	}
-	b.refresh("crm")
-	b.refresh("erp")
-	b.round(false)
-	b.round(false)
+	b.syncedCompanies(3)
 
 	erpID := b.counterpartInERP("2")
 	b.crm.Edit("companies", "2", map[string]any{"city": "Antwerp"})
