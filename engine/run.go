@@ -405,7 +405,16 @@ func (r *runner) body(ctx context.Context) (runErr error) {
 			defer r.pair.lease.Release(ctx)
 		}
 		defer func() { r.finish(context.WithoutCancel(ctx), runErr) }()
-		defer func() { runErr = brokenWarehouse(runErr) }()
+		defer func() {
+			if runErr != nil && queries.BrokenConn(runErr) {
+				// What broke this run's connection (a restart, a failover,
+				// terminated backends) broke the idle ones too: the pool
+				// makes new ones rather than hand a dead one to the next run.
+				// Connections in use are closed when they come back.
+				r.e.db.Reset()
+			}
+			runErr = brokenWarehouse(runErr)
+		}()
 		defer func() { runErr = lostClaim(ctx, what, runErr) }()
 	}
 	// Before hooks refresh what the scope reads, so they end before the
