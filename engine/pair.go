@@ -229,21 +229,11 @@ func (r *runner) pairCheck(ctx context.Context, items []*item) error {
 // with the partner's row hash, and the partner's link rows.
 func (r *runner) counterparts(ctx context.Context, ids []string) (map[string]counterpart, error) {
 	ps := r.pair
-	conn, err := r.e.db.Acquire(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("sync %s: connecting to the warehouse: %w", r.s.Name, err)
-	}
-	defer conn.Release()
-	tx, err := scope.BeginRead(ctx, conn, r.p.Warehouse.ScopeRole, ps.sync.Source.Timeout.Duration)
-	if err != nil {
-		return nil, fmt.Errorf("sync %s: %w", r.s.Name, err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	sql, args := ps.sc.IDsSQL(ps.plan, nil)
-	recs, err := fetchRecords(ctx, tx, ps.sc, ps.sync.Name, sql, append([]any{ids}, args...)...)
+	recs, err := r.readCopy(ctx, ids)
 	if err != nil {
 		return nil, fmt.Errorf("sync %s: two_way: reading the target's copy (the scope of %s): %w", r.s.Name, ps.sync.Name, err)
 	}
+	// Read once the copy's connection is back: a run holds few at once.
 	links, err := ps.lt.Fetch(ctx, r.e.db, ids, false)
 	if err != nil {
 		return nil, fmt.Errorf("sync %s: two_way: %w", r.s.Name, err)
@@ -258,6 +248,24 @@ func (r *runner) counterparts(ctx context.Context, ids []string) (map[string]cou
 		out[*rec.id] = cp
 	}
 	return out, nil
+}
+
+// readCopy reads ids from the partner's scope, under the scope role, with
+// the partner's row hashes.
+func (r *runner) readCopy(ctx context.Context, ids []string) ([]*record, error) {
+	ps := r.pair
+	conn, err := r.e.db.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the warehouse: %w", err)
+	}
+	defer conn.Release()
+	tx, err := scope.BeginRead(ctx, conn, r.p.Warehouse.ScopeRole, ps.sync.Source.Timeout.Duration)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	sql, args := ps.sc.IDsSQL(ps.plan, nil)
+	return fetchRecords(ctx, tx, ps.sc, ps.sync.Name, sql, append([]any{ids}, args...)...)
 }
 
 // inStep says whether the target's copy already holds every field of the
