@@ -29,9 +29,9 @@ func (c Column) Quoted() string { return sqlident.Ident(c.Name) }
 // SQL is the user's scope query, cleaned (see Clean).
 func (sc *Scope) SQL() string { return sc.sql }
 
-// selectExpr reads column c of the scope (aliased s) under its own name.
-func (c Column) selectExpr() string {
-	col := "s." + sqlident.Ident(c.Name)
+// selectExpr reads column c of the scope (aliased alias) under its own name.
+func (c Column) selectExpr(alias string) string {
+	col := alias + "." + sqlident.Ident(c.Name)
 	switch c.read {
 	case "json":
 		return "to_json(" + col + ") AS " + sqlident.Ident(c.Name)
@@ -249,27 +249,23 @@ func (sc *Scope) ColumnNames() string {
 // id, bookmark and relation keys in their text form (so they compare with
 // link tables whatever their type), a flag for rows past the stored
 // bookmark, and how often the id occurs in what is read (duplicates are
-// invalid).
-func (sc *Scope) selectList(afterParam string) string {
+// invalid). alias names the scope's rows; counted says __ferry_n is one of
+// them already (computed over every row, before a filter).
+func (sc *Scope) selectList(alias, afterParam string, counted bool) string {
 	var b strings.Builder
+	col := func(name string) string { return alias + "." + sqlident.Ident(name) }
 	for _, c := range sc.Columns {
-		b.WriteString(c.selectExpr())
+		b.WriteString(c.selectExpr(alias))
 		b.WriteString(", ")
 	}
-	b.WriteString("(s.")
-	b.WriteString(sqlident.Ident(sc.ID.Name))
-	b.WriteString(")::text AS __ferry_id, ")
-	if sc.uniqueIDs {
-		// A table whose id column is unique: no duplicate to count, and no
-		// sort of the whole range by id to count them.
-		b.WriteString("1::bigint AS __ferry_n")
+	fmt.Fprintf(&b, "(%s)::text AS __ferry_id, ", col(sc.ID.Name))
+	if counted {
+		fmt.Fprintf(&b, "%s.__ferry_n", alias)
 	} else {
-		b.WriteString("count(*) OVER (PARTITION BY s.")
-		b.WriteString(sqlident.Ident(sc.ID.Name))
-		b.WriteString(") AS __ferry_n")
+		b.WriteString(sc.countExpr())
 	}
 	if sc.Bookmark != nil {
-		bm := "s." + sqlident.Ident(sc.Bookmark.Name)
+		bm := col(sc.Bookmark.Name)
 		fmt.Fprintf(&b, ", (%s)::text AS __ferry_bm", bm)
 		if afterParam != "" {
 			fmt.Fprintf(&b, ", (%s > %s::text::%s) AS __ferry_after", bm, afterParam, sc.Bookmark.Type)
@@ -278,9 +274,19 @@ func (sc *Scope) selectList(afterParam string) string {
 		}
 	}
 	for i, c := range sc.Rels {
-		fmt.Fprintf(&b, ", (s.%s)::text AS __ferry_rel_%d", sqlident.Ident(c.Name), i)
+		fmt.Fprintf(&b, ", (%s)::text AS __ferry_rel_%d", col(c.Name), i)
 	}
 	return b.String()
+}
+
+// countExpr counts the rows of each id (over the scope aliased s).
+func (sc *Scope) countExpr() string {
+	if sc.uniqueIDs {
+		// A table whose id column is unique: no duplicate to count, and no
+		// sort of the whole range by id to count them.
+		return "1::bigint AS __ferry_n"
+	}
+	return "count(*) OVER (PARTITION BY s." + sqlident.Ident(sc.ID.Name) + ") AS __ferry_n"
 }
 
 // Plan is what a read needs besides the scope: the sync's link table
@@ -358,25 +364,31 @@ func (sc *Scope) ReadSQL(from *string, reconcile bool, p Plan) (string, []any) {
 			}
 		}
 	}
-	list := sc.selectList(after) + ", " + sc.rowHash(p) + " AS __ferry_rh"
-	if behind != "" {
-		list += ", coalesce(" + behind + ", false) AS __ferry_behind"
-	}
 	cond := ""
 	if len(where) > 0 {
 		cond = "WHERE " + strings.Join(where, " AND ")
 	}
+	behindCol := ""
+	if behind != "" {
+		behindCol = ", coalesce(" + behind + ", false) AS __ferry_behind"
+	}
 	if p.Link == nil {
+		list := sc.selectList("s", after, false) + ", " + sc.rowHash(p) + " AS __ferry_rh" + behindCol
 		return fmt.Sprintf("SELECT %s FROM %s %s ORDER BY %s", list, sc.from(p, false), cond, order), args
 	}
 	// The inner query computes each row's hash once (OFFSET 0 keeps the
-	// planner from copying the expression into the filter). Only what
-	// passes the filter is sorted: after a bulk re-stamp that is nothing,
-	// where sorting first sorted every row of the window, on disk.
-	list += ", __ferry_l.status AS __ferry_ls, __ferry_l.row_hash AS __ferry_lrh"
-	return fmt.Sprintf(`SELECT * FROM (SELECT %s FROM %s %s OFFSET 0) q
+	// planner from copying the expression into the filter), and little
+	// else: what the engine reads besides the columns (text forms, flags)
+	// is computed by the outer query for the rows that pass the filter
+	// only. After a bulk re-stamp that is none of a million. Only what
+	// passes is sorted, too (sorting first sorted every row, on disk).
+	outerBehind := ""
+	if behind != "" {
+		outerBehind = ", q.__ferry_behind"
+	}
+	return fmt.Sprintf(`SELECT %s, q.__ferry_rh%s FROM (SELECT s.*, %s, %s AS __ferry_rh, __ferry_l.status AS __ferry_ls, __ferry_l.row_hash AS __ferry_lrh%s FROM %s %s OFFSET 0) q
 WHERE q.__ferry_ls IS DISTINCT FROM 'success' OR q.__ferry_lrh IS DISTINCT FROM q.__ferry_rh
-ORDER BY %s`, list, sc.from(p, true), cond, outerOrder), args
+ORDER BY %s`, sc.selectList("q", after, true), outerBehind, sc.countExpr(), sc.rowHash(p), behindCol, sc.from(p, true), cond, outerOrder), args
 }
 
 // start is where an incremental read starts: the stored bookmark from
@@ -406,7 +418,7 @@ func (sc *Scope) TailSQL(from *string) (string, []any) {
 // With a stored bookmark, it flags the rows incremental reads do not reach.
 func (sc *Scope) IDsSQL(p Plan, from *string) (string, []any) {
 	id := "s." + sqlident.Ident(sc.ID.Name)
-	list := sc.selectList("") + ", " + sc.rowHash(p) + " AS __ferry_rh"
+	list := sc.selectList("s", "", false) + ", " + sc.rowHash(p) + " AS __ferry_rh"
 	var args []any
 	if from != nil && sc.Bookmark != nil {
 		var start string
