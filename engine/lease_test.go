@@ -112,3 +112,26 @@ func TestRunThatLostItsClaimWritesAndRecordsNothingMore(t *testing.T) {
 		assert.Regexp(t, `^(success|skipped):\d+$`, l, "source id %s", id)
 	}
 }
+
+// A run whose row says it ended is not running, although it has not given
+// its claim up yet (it does so right after): the server's trigger queues
+// the next run instead of answering 409 busy.
+func TestAFinishedRunIsNotRunningWhileItReleasesItsClaim(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.exec(`INSERT INTO crm.companies (id, name, vat) VALUES (1, 'Acme', 'V1')`)
+	res := b.run("companies")
+	// The moment between the two: the run row finished, the lease not yet
+	// released.
+	b.exec(`INSERT INTO ferry.leases (name, holder, epoch, run_id, acquired_at, renewed_at, expires_at)
+		VALUES ('sync:companies', 'another process', 1, $1, now(), now(), now() + interval '30 seconds')
+		ON CONFLICT (name) DO UPDATE SET run_id = EXCLUDED.run_id, expires_at = EXCLUDED.expires_at`, res.RunID)
+	id, err := b.eng.Running(context.Background(), "sync", "companies")
+	require.NoError(t, err)
+	assert.Zero(t, id, "run %d ended", res.RunID)
+
+	b.exec(`UPDATE ferry.runs SET status = 'running', finished_at = NULL WHERE id = $1`, res.RunID)
+	id, err = b.eng.Running(context.Background(), "sync", "companies")
+	require.NoError(t, err)
+	assert.Equal(t, res.RunID, id, "a run still running is")
+}

@@ -144,16 +144,18 @@ func (q *Queries) LeaseRenew(ctx context.Context, arg LeaseRenewParams) (time.Ti
 }
 
 const leaseRunning = `-- name: LeaseRunning :one
-SELECT run_id::bigint FROM ferry.leases
-WHERE name = $1 AND expires_at > now() AND run_id IS NOT NULL
+SELECT l.run_id::bigint FROM ferry.leases l
+WHERE l.name = $1 AND l.expires_at > now() AND l.run_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM ferry.runs r WHERE r.id = l.run_id AND r.status <> 'running')
 `
 
-// The run that holds a live lease, if any.
+// The run that holds a live lease, if any. A run whose row says it ended
+// gives its lease up right after: it is not running any more.
 func (q *Queries) LeaseRunning(ctx context.Context, name string) (int64, error) {
 	row := q.db.QueryRow(ctx, leaseRunning, name)
-	var run_id int64
-	err := row.Scan(&run_id)
-	return run_id, err
+	var l_run_id int64
+	err := row.Scan(&l_run_id)
+	return l_run_id, err
 }
 
 const leaseSetRun = `-- name: LeaseSetRun :execrows

@@ -57,6 +57,8 @@ WHERE name = @name AND epoch = @epoch
 RETURNING epoch, expires_at;
 
 -- name: LeaseRunning :one
--- The run that holds a live lease, if any.
-SELECT run_id::bigint FROM ferry.leases
-WHERE name = @name AND expires_at > now() AND run_id IS NOT NULL;
+-- The run that holds a live lease, if any. A run whose row says it ended
+-- gives its lease up right after: it is not running any more.
+SELECT l.run_id::bigint FROM ferry.leases l
+WHERE l.name = @name AND l.expires_at > now() AND l.run_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM ferry.runs r WHERE r.id = l.run_id AND r.status <> 'running');
