@@ -2,10 +2,7 @@ package templates
 
 import (
 	"fmt"
-	"io/fs"
-	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -196,37 +193,13 @@ func unified(name string, a, b []byte) string {
 // written: ferry.yaml and every .yaml, .yml, .sql and .star file below it
 // (hidden folders aside).
 func ReadProjectDir(dir string) (map[string][]byte, error) {
-	files := map[string][]byte{}
-	root := os.DirFS(dir)
-	err := fs.WalkDir(root, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p != "." && strings.HasPrefix(d.Name(), ".") {
-			if d.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if d.IsDir() {
-			return nil
-		}
+	return project.ReadFiles(dir, func(p string) bool {
 		switch path.Ext(p) {
 		case ".yaml", ".yml", ".sql", ".star":
-		default:
-			return nil
+			return true
 		}
-		b, err := fs.ReadFile(root, p)
-		if err != nil {
-			return err
-		}
-		files[p] = b
-		return nil
+		return false
 	})
-	if err != nil {
-		return nil, fmt.Errorf("reading project folder %s: %w", filepath.Clean(dir), err)
-	}
-	return files, nil
 }
 
 // SortReports orders diff reports by template.

@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -352,30 +351,9 @@ func projectFile(p string) bool {
 // ReadDir reads a project folder's files: ferry.yaml and every .yaml,
 // .yml, .sql and .star file below the folder (hidden ones and .git aside).
 func ReadDir(dir string) (map[string][]byte, error) {
-	files := map[string][]byte{}
-	root := os.DirFS(dir)
-	err := fs.WalkDir(root, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p != "." && strings.HasPrefix(d.Name(), ".") {
-			if d.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if d.IsDir() || !projectFile(p) {
-			return nil
-		}
-		b, err := fs.ReadFile(root, p)
-		if err != nil {
-			return err
-		}
-		files[p] = b
-		return nil
-	})
+	files, err := project.ReadFiles(dir, projectFile)
 	if err != nil {
-		return nil, fmt.Errorf("reading project folder %s: %w", dir, err)
+		return nil, err
 	}
 	if _, ok := files[project.ProjectFile]; !ok {
 		return nil, &project.ConfigError{File: filepath.Join(dir, project.ProjectFile), Message: "not found: a project folder holds " + project.ProjectFile + " and a syncs/ folder"}
