@@ -3,18 +3,13 @@
 package engine_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -33,107 +28,25 @@ import (
 )
 
 // The REST benchmarks run the CRM-like server in a child process (this test
-// binary again, told so by crmServeEnv), so that the CPU this process uses
-// is the client's alone: engine and http connector, not the server.
+// binary again: crmtest.StartChild), so that the CPU this process uses is
+// the client's alone: engine and http connector, not the server.
 const (
-	crmServeEnv   = "FERRY_CRMTEST_SERVE"
-	crmLatencyEnv = "FERRY_CRMTEST_LATENCY"
-	crmToken      = "bench-token"
-	crmLatency    = 5 * time.Millisecond
+	crmToken   = "bench-token"
+	crmLatency = 5 * time.Millisecond
 )
 
-// crmStats is what the child server reports on its control address.
-type crmStats struct {
-	Records  int           `json:"records"`  // partners held
-	Requests int           `json:"requests"` // requests received
-	CPU      time.Duration `json:"cpu"`      // the server process's CPU so far
-	Waits    int           `json:"waits"`    // requests that waited for the latency
-	Waited   time.Duration `json:"waited"`   // how long they waited in all
-}
-
-// serveCRM runs crmtest until stdin closes (the parent closes it, or dies).
-// It prints "<api url> <control url>" as its first line on stdout.
-func serveCRM() {
-	fail := func(err error) {
-		fmt.Fprintln(os.Stderr, "crmtest child:", err)
-		os.Exit(2)
-	}
-	latency, err := time.ParseDuration(os.Getenv(crmLatencyEnv))
-	if err != nil {
-		fail(err)
-	}
-	srv, err := crmtest.NewServer(crmtest.Options{
+// startCRM starts the benchmarks' server in a child process; it is stopped
+// when b ends. The engine writes partners, the bare client its own object.
+func startCRM(b *testing.B, latency time.Duration) *crmtest.Child {
+	b.Helper()
+	return crmtest.StartChild(b, crmtest.Options{
 		Token:   crmToken,
 		Latency: latency,
 		Objects: map[string]crmtest.Object{
 			"partners": {Required: []string{"name"}, Unique: []string{"vat"}},
-			"bare":     {Required: []string{"name"}}, // the bare client's
+			"bare":     {Required: []string{"name"}},
 		},
 	})
-	if err != nil {
-		fail(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fail(err)
-	}
-	control := http.NewServeMux()
-	control.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
-		waits, waited := srv.Waited()
-		_ = json.NewEncoder(w).Encode(crmStats{
-			Records: srv.Count("partners"), Requests: srv.Requests(), CPU: processCPU(), Waits: waits, Waited: waited,
-		})
-	})
-	go func() { _ = http.Serve(ln, control) }()
-	fmt.Printf("%s http://%s\n", srv.URL, ln.Addr())
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	srv.Close()
-	os.Exit(0)
-}
-
-// crmProcess is a crmtest server running in a child process.
-type crmProcess struct {
-	URL     string
-	control string
-}
-
-// startCRM starts the child server; it is stopped when b ends.
-func startCRM(b *testing.B, latency time.Duration) *crmProcess {
-	b.Helper()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), crmServeEnv+"=1", crmLatencyEnv+"="+latency.String())
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	require.NoError(b, err)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(b, err)
-	require.NoError(b, cmd.Start())
-	b.Cleanup(func() {
-		_ = stdin.Close()
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	require.NoError(b, err, "the crmtest child did not print its address")
-	api, control, ok := strings.Cut(strings.TrimSpace(line), " ")
-	require.True(b, ok, "crmtest child printed %q", line)
-	return &crmProcess{URL: api, control: control}
-}
-
-func (p *crmProcess) stats(b *testing.B) crmStats {
-	b.Helper()
-	resp, err := http.Get(p.control + "/stats")
-	require.NoError(b, err)
-	defer resp.Body.Close()
-	var s crmStats
-	require.NoError(b, json.NewDecoder(resp.Body).Decode(&s))
-	return s
 }
 
 // processCPU returns the user and system CPU time this process has used.
@@ -179,7 +92,7 @@ func BenchmarkFullSyncHTTP(b *testing.B) {
 // net/http at the same concurrency, into the same server (its own object):
 // no link table, no bookmark, no intents, no retries. It returns how long
 // it took and the CPU this process used.
-func bareHTTP(b *testing.B, crm *crmProcess, db *pgxpool.Pool, concurrency, want, batch int) (time.Duration, time.Duration) {
+func bareHTTP(b *testing.B, crm *crmtest.Child, db *pgxpool.Pool, concurrency, want, batch int) (time.Duration, time.Duration) {
 	b.Helper()
 	ctx := context.Background()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency}}
@@ -298,7 +211,7 @@ func benchHTTP(b *testing.B, concurrency, rows, batch int) {
 	bb := &testBundle{db: wh.db, eng: engine.New(wh.db, engine.StaticProject(p), engine.Options{Open: open}), proj: p}
 
 	var elapsed, clientCPU, bareElapsed, bareCPU time.Duration
-	var total crmStats
+	var total crmtest.ChildStats
 	var mb float64
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -309,7 +222,7 @@ func benchHTTP(b *testing.B, concurrency, rows, batch int) {
 		b.StopTimer()
 		resetSync(b, bb)
 		runtime.GC()
-		before := crm.stats(b)
+		before := crm.Stats(b)
 		b.StartTimer()
 		cpu := processCPU()
 		start := time.Now()
@@ -320,8 +233,8 @@ func benchHTTP(b *testing.B, concurrency, rows, batch int) {
 		elapsed += time.Since(start)
 		clientCPU += processCPU() - cpu
 		b.StopTimer()
-		after := crm.stats(b)
-		require.Equal(b, rows, after.Records-before.Records, "records the server holds")
+		after := crm.Stats(b)
+		require.Equal(b, rows, after.Records["partners"]-before.Records["partners"], "records the server holds")
 		total.Requests += after.Requests - before.Requests
 		total.CPU += after.CPU - before.CPU
 		total.Waits += after.Waits - before.Waits

@@ -1,10 +1,11 @@
 package engine_test
 
 import (
-	"os"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/ferry-sync/ferry/engine/connector/crmtest"
 )
 
 // TestMain lets this test binary serve as a script worker or as the
@@ -13,10 +14,7 @@ import (
 // its lease's heartbeat and its chunks in flight must all end with it.
 func TestMain(m *testing.M) {
 	serveScriptWorker()
-	if os.Getenv(crmServeEnv) == "1" {
-		serveCRM()
-		return
-	}
+	crmtest.ServeChild()
 	goleak.VerifyTestMain(m,
 		// The standard library's HTTP transports keep idle connections'
 		// goroutines until they time out; they belong to no run.

@@ -143,7 +143,7 @@ func (b *budget) waitLimits(ctx context.Context, t *Target) (slot int, qerr *con
 	if !b.waitPause(ctx) {
 		return slot, nil
 	}
-	if b.limiter != nil && b.limiter.Wait(ctx) != nil {
+	if b.limiter != nil && !b.pace(ctx) {
 		return slot, nil
 	}
 	if b.window != nil {
@@ -163,6 +163,36 @@ func (b *budget) waitLimits(ctx context.Context, t *Target) (slot int, qerr *con
 		}
 	}
 	return slot, nil
+}
+
+// paceStep is the grid rate_limit's requests start on.
+const paceStep = 50 * time.Millisecond
+
+// pace waits for the rate limit's next token, reporting false when ctx
+// ended first. The wait ends on the next multiple of paceStep rather than
+// at the token's own time: the requests whose tokens come due within one
+// step start together (rate_limit/20 of them), so that the process wakes
+// once per step instead of once per request.
+func (b *budget) pace(ctx context.Context) bool {
+	r := b.limiter.Reserve()
+	d := r.Delay()
+	if d == 0 {
+		return true
+	}
+	at := time.Now().Add(d)
+	if step := paceStep.Nanoseconds(); step > 0 {
+		n := at.UnixNano()
+		at = time.Unix(0, (n+step-1)/step*step)
+	}
+	t := time.NewTimer(time.Until(at))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		r.Cancel()
+		return false
+	}
 }
 
 // windowDone gives a window grant back once its request's answer is in.

@@ -32,8 +32,13 @@ func contactsCRM(t testing.TB) *crmtest.Server {
 // config returns a target config for srv's contacts, authenticating with
 // tokenValue. Backoff is short so that retries keep tests fast.
 func config(srv *crmtest.Server, tokenValue string) httptarget.Config {
+	return configAt(srv.URL, tokenValue)
+}
+
+// configAt is config for a server at baseURL (one in a child process).
+func configAt(baseURL, tokenValue string) httptarget.Config {
 	return httptarget.Config{
-		BaseURL: srv.URL,
+		BaseURL: baseURL,
 		Auth:    httptarget.Auth{Type: "bearer", TokenEnv: "CRM_TOKEN"},
 		Env: func(name string) (string, bool) {
 			if name == "CRM_TOKEN" {

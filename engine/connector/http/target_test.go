@@ -421,6 +421,53 @@ func TestRateLimitSpacesRequests(t *testing.T) {
 	require.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond, "11 requests at 50/s take at least 10 intervals")
 }
 
+// rate_limit starts requests on a 50ms grid, a step's worth together: in
+// any second the server still gets no more than the limit, give or take
+// the one step a second's edge can cut through, and in any 100ms no more
+// than the two steps it spans and one more its edge can catch (arrivals
+// jitter): paced, not sent in one burst.
+func TestRateLimitHoldsInEverySecond(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var arrived []time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrived = append(arrived, time.Now())
+		mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, `{"id":"x"}`)
+	}))
+	t.Cleanup(srv.Close)
+	cfg := fastConfig(srv.URL)
+	cfg.RateLimit = 200
+	cfg.Concurrency = 16
+	target := newTarget(t, cfg)
+	changes := make([]connector.Change, 300)
+	for i := range changes {
+		changes[i] = insertOf(map[string]any{"n": i})
+	}
+	start := time.Now()
+	_, err := target.Write(context.Background(), "contacts", changes)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, time.Since(start), 1400*time.Millisecond, "300 requests at 200/s take 1.5s")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, arrived, 300)
+	most := func(span time.Duration) int {
+		n := 0
+		for i := range arrived {
+			j := i
+			for j < len(arrived) && arrived[j].Sub(arrived[i]) < span {
+				j++
+			}
+			n = max(n, j-i)
+		}
+		return n
+	}
+	assert.LessOrEqual(t, most(time.Second), 200+10, "requests in any second")
+	assert.LessOrEqual(t, most(100*time.Millisecond), 3*10+1, "requests in any 100ms")
+}
+
 // captured is what a capturing server saw of one request.
 type captured struct {
 	method, uri string
