@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -121,3 +122,36 @@ func mustDuration(t *testing.T, s string) project.Duration {
 }
 
 func toString(v any) string { return fmt.Sprint(v) }
+
+// The bookmark moves to the highest stamp the run's read saw, never to one
+// committed while it was reading: with a bookmark that has no overlap (an
+// integer version), a row committed mid-run below that stamp would be
+// behind the bookmark for good.
+func TestBookmarkIgnoresRowsCommittedWhileReading(t *testing.T) {
+	t.Parallel()
+	s := companiesSync()
+	s.Source.Table = ""
+	s.Source.Query = "SELECT id, name, vat, version FROM crm.versioned"
+	s.Source.BookmarkColumn = "version"
+	b := setup(t, s)
+	b.exec(`CREATE TABLE crm.versioned (id bigint PRIMARY KEY, name text, vat text, version bigint NOT NULL)`)
+	b.exec(`INSERT INTO crm.versioned VALUES (1, 'one', 'V1', 1), (2, 'two', 'V2', 2)`)
+	var once sync.Once
+	eng := engine.New(b.db, engine.StaticProject(b.proj), engine.Options{Open: only(b.target), Failpoint: func(point string) {
+		if point != "after-scope-read" {
+			return
+		}
+		once.Do(func() {
+			// Committed after the read began, before it ended: 3 and 4.
+			_, err := b.db.Exec(context.Background(), `INSERT INTO crm.versioned VALUES (3, 'three', 'V3', 3), (4, 'four', 'V4', 4)`)
+			require.NoError(t, err)
+		})
+	}})
+	res, err := eng.Run(context.Background(), "companies", engine.RunOptions{})
+	require.NoError(t, err)
+	require.Equal(t, int64(2), res.Counts.Inserted, "the read saw 1 and 2")
+
+	res = b.run("companies")
+	assert.Equal(t, int64(2), res.Counts.Inserted, "3 and 4 are read by the next run")
+	assert.Len(t, b.target.Records("partners"), 4)
+}

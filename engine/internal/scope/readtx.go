@@ -18,10 +18,16 @@ import (
 // rights an analyst granted it (SELECT on their schemas) and none of the
 // warehouse login's: no server files, no other sessions, no writes. db is a
 // pool or a connection.
+//
+// It is REPEATABLE READ: every statement sees one snapshot, so that what a
+// run reads after its cursor (the highest stamp the bookmark may move to,
+// the records to retry) is of the same moment as the cursor. Under READ
+// COMMITTED the stamp query saw rows committed while the cursor was read,
+// and the bookmark could move past rows no read had returned.
 func BeginRead(ctx context.Context, db interface {
 	BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
 }, role string, timeout time.Duration) (pgx.Tx, error) {
-	tx, err := db.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	tx, err := db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return nil, fmt.Errorf("starting a read-only transaction: %w", err)
 	}
