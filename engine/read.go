@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ferry-sync/ferry/engine/internal/scope"
+	"github.com/ferry-sync/ferry/queries"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -54,7 +55,10 @@ func (r *runner) readAll(ctx context.Context, tx pgx.Tx, pages chan<- *page) err
 	if r.opts.IDs != nil {
 		return r.readIDs(ctx, tx, r.opts.IDs, send)
 	}
-	sql, args := r.sc.ReadSQL(r.bookmark, r.reconcile, r.plan)
+	if err := r.checkWindow(ctx, tx); err != nil {
+		return err
+	}
+	sql, args := r.sc.ReadSQL(r.bookmark, r.reconcile, r.narrow, r.plan)
 	if _, err := tx.Exec(ctx, "DECLARE "+cursorName+" NO SCROLL CURSOR FOR "+sql, append([]any{pgx.QueryExecModeDescribeExec}, args...)...); err != nil {
 		return r.sc.Explain(err, 0)
 	}
@@ -84,9 +88,17 @@ func (r *runner) readAll(ctx context.Context, tx pgx.Tx, pages chan<- *page) err
 		err := tx.QueryRow(ctx, sql, args...).Scan(&tail)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
+			if r.bookmark != nil && !r.narrow {
+				if err := r.printWindow(ctx, tx, *r.bookmark); err != nil {
+					return err
+				}
+			}
 		case err != nil:
 			return r.sc.Explain(err, 0)
 		default:
+			if err := r.printWindow(ctx, tx, tail); err != nil {
+				return err
+			}
 			if err := send(&page{tail: &tail}); err != nil {
 				return err
 			}
@@ -97,6 +109,59 @@ func (r *runner) readAll(ctx context.Context, tx pgx.Tx, pages chan<- *page) err
 		again = append(again, id)
 	}
 	return r.readIDs(ctx, tx, again, send)
+}
+
+// checkWindow compares the window behind the stored bookmark with the
+// fingerprint the last run that handled it noted: when nothing in it moved,
+// the run reads only past the bookmark (narrow). After a bulk re-stamp the
+// window holds every re-stamped row, and reading it again on every run
+// (even to find it unchanged in the warehouse) cost seconds a million rows.
+func (r *runner) checkWindow(ctx context.Context, tx pgx.Tx) error {
+	if r.window == "" || r.bookmark == nil || r.reconcile || r.sc.Bookmark == nil || !r.s.IsIncremental() {
+		return nil
+	}
+	now, err := r.windowPrint(ctx, tx, *r.bookmark)
+	if err != nil {
+		return err
+	}
+	r.narrow = now == r.window
+	r.res.WindowUnchanged = r.narrow
+	return nil
+}
+
+// printWindow fingerprints, in the run's snapshot, the window behind the
+// stamp at the bookmark moves to (see noteWindow).
+func (r *runner) printWindow(ctx context.Context, tx pgx.Tx, at string) error {
+	if r.opts.DryRun || r.opts.IDs != nil || r.sc.Bookmark == nil {
+		return nil
+	}
+	print, err := r.windowPrint(ctx, tx, at)
+	if err != nil {
+		return err
+	}
+	r.windowNext = &queries.BookmarkSetWindowParams{Sync: r.s.Name, At: at, Print: print}
+	return nil
+}
+
+// windowPrint is the fingerprint of the window behind the bookmark at (see
+// scope.WindowSQL), with the configuration's: a change of mapping,
+// relations or transform re-reads the window, as it did before the window
+// was fingerprinted (the warehouse compares each row's hash then).
+func (r *runner) windowPrint(ctx context.Context, tx pgx.Tx, at string) (string, error) {
+	sql, args := r.sc.WindowSQL(at, serverMajor(tx) >= 14, r.plan)
+	var rows string
+	if err := tx.QueryRow(ctx, sql, args...).Scan(&rows); err != nil {
+		return "", r.sc.Explain(err, 0)
+	}
+	return rows + " " + r.finger, nil
+}
+
+// serverMajor is the warehouse's major version, 0 when unknown.
+func serverMajor(tx pgx.Tx) int {
+	v := tx.Conn().PgConn().ParameterStatus("server_version")
+	major, _, _ := strings.Cut(v, ".")
+	n, _ := strconv.Atoi(strings.TrimSpace(major))
+	return n
 }
 
 // readIDs reads the given source ids (records to retry, or ferry test's).

@@ -98,7 +98,7 @@ func TestWarehouseRowHashFollowsContentAndParents(t *testing.T) {
 	b.run("companies")
 	require.Equal(t, int64(3), b.run("contacts").Counts.Inserted)
 
-	b.exec(`UPDATE crm.contacts SET notes = 'not mapped' WHERE id = 1`)
+	b.exec(`UPDATE crm.contacts SET notes = 'not mapped', _sdc_batched_at = now() WHERE id = 1`)
 	res := b.run("contacts")
 	assert.Equal(t, engine.Counts{Read: 1, Unchanged: 1}, res.Counts)
 	assert.Equal(t, engine.Counts{}, b.run("contacts").Counts, "its row hash moved on")
@@ -154,4 +154,74 @@ func TestBookmarkIgnoresRowsCommittedWhileReading(t *testing.T) {
 	res = b.run("companies")
 	assert.Equal(t, int64(2), res.Counts.Inserted, "3 and 4 are read by the next run")
 	assert.Len(t, b.target.Records("partners"), 4)
+}
+
+// An incremental read looks again at the window behind the bookmark (its
+// overlap and ties), for rows committed late. A run that handled all of it
+// notes its fingerprint; the next run reads only past the bookmark while
+// the window is as it was, and reads it again when a row moved into or
+// within it, when the configuration changed, or when the last run did not
+// handle all of it.
+func TestWindowBehindTheBookmarkIsReadAgainOnlyWhenItMoved(t *testing.T) {
+	t.Parallel()
+	s := companiesSync()
+	s.Source.PageSize = 10
+	b := setup(t, s)
+	// One ELT batch: 30 rows with one stamp.
+	b.exec(`INSERT INTO crm.companies (id, name, vat, _sdc_batched_at) SELECT g, 'C' || g, 'V' || g, timestamptz '2026-06-01 00:00:00+00' FROM generate_series(1, 30) g`)
+	res := b.run("companies")
+	require.Equal(t, int64(30), res.Counts.Inserted)
+	assert.False(t, res.WindowUnchanged)
+	res = b.run("companies")
+	assert.True(t, res.WindowUnchanged, "the batch is behind the bookmark, as the last run left it")
+	assert.Equal(t, engine.Counts{}, res.Counts)
+
+	// Committed late, stamped a minute before the bookmark: in the window.
+	b.exec(`INSERT INTO crm.companies (id, name, vat, _sdc_batched_at) VALUES (31, 'late', 'V31', timestamptz '2026-06-01 00:00:00+00' - interval '1 minute')`)
+	res = b.run("companies")
+	assert.False(t, res.WindowUnchanged)
+	assert.Equal(t, int64(1), res.Counts.Inserted, "the late row is read")
+	assert.True(t, b.run("companies").WindowUnchanged)
+
+	// Re-stamped within the window, unchanged: read again, nothing to write.
+	b.exec(`UPDATE crm.companies SET _sdc_batched_at = _sdc_batched_at - interval '2 minutes' WHERE id = 5`)
+	res = b.run("companies")
+	assert.False(t, res.WindowUnchanged)
+	assert.Equal(t, engine.Counts{}, res.Counts, "unchanged: it stays in the warehouse")
+	assert.True(t, b.run("companies").WindowUnchanged)
+
+	// The mapping changes, and the run that should re-send every record
+	// stops at the first it cannot write: the window is read again after.
+	s2 := companiesSync()
+	s2.Source.PageSize = 10
+	s2.Mapping = append(s2.Mapping, project.Field{Value: []byte(`"warehouse"`), Target: "origin"})
+	s2.OnError = project.OnErrorStop
+	p2, err := project.New(nil, map[string]project.Connection{"erp": testConnection}, s2)
+	require.NoError(t, err)
+	b.target.Validate = func(_ string, rec map[string]any) string {
+		if rec["vat"] == "V12" {
+			return "vat: refused"
+		}
+		return ""
+	}
+	eng2 := engine.New(b.db, engine.StaticProject(p2), engine.Options{Open: only(b.target)})
+	res, err = eng2.Run(context.Background(), "companies", engine.RunOptions{})
+	require.NoError(t, err)
+	assert.False(t, res.WindowUnchanged, "the mapping changed")
+	assert.Equal(t, int64(1), res.Counts.Failed)
+	b.target.Validate = nil
+	res, err = eng2.Run(context.Background(), "companies", engine.RunOptions{})
+	require.NoError(t, err)
+	assert.False(t, res.WindowUnchanged, "the run before did not handle the whole window")
+	origins := 0
+	for _, r := range b.target.Records("partners") {
+		if r["origin"] == "warehouse" {
+			origins++
+		}
+	}
+	assert.Equal(t, 31, origins, "every record has the new mapping")
+	res, err = eng2.Run(context.Background(), "companies", engine.RunOptions{})
+	require.NoError(t, err)
+	assert.True(t, res.WindowUnchanged)
+	assert.Equal(t, engine.Counts{}, res.Counts)
 }

@@ -193,16 +193,20 @@ type FieldChange struct {
 
 // RunResult is the outcome of a run.
 type RunResult struct {
-	RunID          int64          `json:"run_id,omitempty"`
-	Sync           string         `json:"sync"`
-	Reconcile      bool           `json:"reconcile,omitempty"` // the run read the whole scope to catch what incremental reads missed
-	Status         RunStatus      `json:"status"`
-	Counts         Counts         `json:"counts"`
-	BookmarkBefore string         `json:"bookmark_before,omitempty"`
-	BookmarkAfter  string         `json:"bookmark_after,omitempty"`
-	Duration       time.Duration  `json:"duration"`
-	Error          string         `json:"error,omitempty"`
-	Records        []RecordReport `json:"records,omitempty"`
+	RunID     int64  `json:"run_id,omitempty"`
+	Sync      string `json:"sync"`
+	Reconcile bool   `json:"reconcile,omitempty"` // the run read the whole scope to catch what incremental reads missed
+	// WindowUnchanged: the rows behind the bookmark that incremental reads
+	// look at again (its overlap, its ties) were as the last run left
+	// them, so the run read only past the bookmark.
+	WindowUnchanged bool           `json:"window_unchanged,omitempty"`
+	Status          RunStatus      `json:"status"`
+	Counts          Counts         `json:"counts"`
+	BookmarkBefore  string         `json:"bookmark_before,omitempty"`
+	BookmarkAfter   string         `json:"bookmark_after,omitempty"`
+	Duration        time.Duration  `json:"duration"`
+	Error           string         `json:"error,omitempty"`
+	Records         []RecordReport `json:"records,omitempty"`
 	// Err is the run's error as a value (Error is its text), for callers
 	// that tell a configuration error from a busy sync from a failure.
 	Err error `json:"-"`
@@ -333,6 +337,14 @@ type runner struct {
 	// reads missed.
 	reconcile bool
 	bookmark  *string
+	// window is the fingerprint of the window behind the bookmark that the
+	// last run to handle all of it noted ("" when none, or noted at
+	// another bookmark); narrow says this run found the window so and
+	// reads only past the bookmark; windowNext is the fingerprint of the
+	// window behind the bookmark this run moves to, noted if it ends well.
+	window     string
+	narrow     bool
+	windowNext *queries.BookmarkSetWindowParams
 	// recordedBookmark is written by the recorder goroutine and read once it
 	// has stopped.
 	recordedBookmark string
@@ -473,6 +485,9 @@ func (r *runner) body(ctx context.Context) (runErr error) {
 	if err == nil && writes && r.res.Status != RunStopped {
 		err = r.noteWholeRead(ctx)
 	}
+	if err == nil && writes && r.res.Status != RunStopped && !r.halted() {
+		err = r.noteWindow(ctx)
+	}
 	if err == nil && writes {
 		r.analyzeLinks(ctx)
 	}
@@ -517,6 +532,23 @@ func (r *runner) noteWholeRead(ctx context.Context) error {
 	return r.fenced(ctx, func(tx pgx.Tx) error {
 		if err := r.e.q.WithTx(tx).BookmarkSetReconciled(ctx, queries.BookmarkSetReconciledParams{Sync: s.Name, At: &r.startedAt}); err != nil {
 			return fmt.Errorf("sync %s: noting the reconciling read: %w", s.Name, err)
+		}
+		return nil
+	})
+}
+
+// noteWindow notes the fingerprint of the window behind the bookmark the
+// run moved to, taken in the run's snapshot: every row in it was read by
+// this run or found unchanged, and handled (synced, or failed and so
+// retried by id), so the next run need not read it again while it stays
+// so. The bookmark must still be the one it was taken at.
+func (r *runner) noteWindow(ctx context.Context) error {
+	if r.windowNext == nil {
+		return nil
+	}
+	return r.fenced(ctx, func(tx pgx.Tx) error {
+		if err := r.e.q.WithTx(tx).BookmarkSetWindow(ctx, *r.windowNext); err != nil {
+			return fmt.Errorf("sync %s: noting the window behind the bookmark: %w", r.s.Name, err)
 		}
 		return nil
 	})
@@ -585,6 +617,13 @@ func (r *runner) prepare(ctx context.Context) error {
 		if r.bookmark != nil && r.opts.IDs == nil {
 			if r.reconcile, err = r.reconcileDue(ctx); err != nil {
 				return err
+			}
+			w, err := r.e.q.BookmarkWindow(ctx, s.Name)
+			if err != nil {
+				return fmt.Errorf("sync %s: reading the window behind the bookmark: %w", s.Name, err)
+			}
+			if w.WindowAt != nil && *w.WindowAt == *r.bookmark && w.WindowPrint != nil {
+				r.window = *w.WindowPrint
 			}
 		}
 	}

@@ -69,3 +69,38 @@ func (q *Queries) BookmarkSetReconciled(ctx context.Context, arg BookmarkSetReco
 	_, err := q.db.Exec(ctx, bookmarkSetReconciled, arg.At, arg.Sync)
 	return err
 }
+
+const bookmarkSetWindow = `-- name: BookmarkSetWindow :exec
+UPDATE ferry.bookmarks SET window_at = $1::text, window_print = $2::text
+WHERE sync = $3 AND value = $1::text
+`
+
+type BookmarkSetWindowParams struct {
+	At    string `json:"at"`
+	Print string `json:"print"`
+	Sync  string `json:"sync"`
+}
+
+// Notes the window's fingerprint, while the bookmark is still @at.
+func (q *Queries) BookmarkSetWindow(ctx context.Context, arg BookmarkSetWindowParams) error {
+	_, err := q.db.Exec(ctx, bookmarkSetWindow, arg.At, arg.Print, arg.Sync)
+	return err
+}
+
+const bookmarkWindow = `-- name: BookmarkWindow :one
+SELECT window_at, window_print FROM ferry.bookmarks WHERE sync = $1
+`
+
+type BookmarkWindowRow struct {
+	WindowAt    *string `json:"window_at"`
+	WindowPrint *string `json:"window_print"`
+}
+
+// The fingerprint of the window behind the bookmark, as the last run that
+// handled all of it found it, and the bookmark it was taken at.
+func (q *Queries) BookmarkWindow(ctx context.Context, sync string) (BookmarkWindowRow, error) {
+	row := q.db.QueryRow(ctx, bookmarkWindow, sync)
+	var i BookmarkWindowRow
+	err := row.Scan(&i.WindowAt, &i.WindowPrint)
+	return i, err
+}

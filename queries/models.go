@@ -16,6 +16,8 @@ type FerryBookmark struct {
 	Value        string     `json:"value"`
 	UpdatedAt    time.Time  `json:"updated_at"`
 	ReconciledAt *time.Time `json:"reconciled_at"`
+	WindowAt     *string    `json:"window_at"`
+	WindowPrint  *string    `json:"window_print"`
 }
 
 type FerryLease struct {

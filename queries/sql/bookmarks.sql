@@ -15,3 +15,13 @@ SELECT reconciled_at, now()::timestamptz AS db_now FROM ferry.bookmarks WHERE sy
 -- name: BookmarkSetReconciled :exec
 -- Notes that a read of the whole scope started at @at finished.
 UPDATE ferry.bookmarks SET reconciled_at = @at WHERE sync = @sync;
+
+-- name: BookmarkWindow :one
+-- The fingerprint of the window behind the bookmark, as the last run that
+-- handled all of it found it, and the bookmark it was taken at.
+SELECT window_at, window_print FROM ferry.bookmarks WHERE sync = @sync;
+
+-- name: BookmarkSetWindow :exec
+-- Notes the window's fingerprint, while the bookmark is still @at.
+UPDATE ferry.bookmarks SET window_at = @at::text, window_print = @print::text
+WHERE sync = @sync AND value = @at::text;
