@@ -95,8 +95,13 @@ func (ex *Explanation) findings(s *project.Sync) []string {
 		say("its %s is %s; the sync's bookmark is %s (runs read from the bookmark minus the %s overlap)", s.Source.BookmarkColumn, ex.Stamp, ex.Bookmark, s.Source.Overlap.Duration)
 	}
 	if n := ex.Next; n != nil && n.Behind && n.Decision != DecideUnchanged {
-		say("incremental runs do not read it: its %s is older than the bookmark minus the %s overlap; the next reconciling run reads it, or run `ferry run %s --reconcile` now",
-			s.Source.BookmarkColumn, s.Source.Overlap.Duration, s.Name)
+		if n.Kept {
+			say("incremental runs do not read it: its edit kept its %s, which is not past the bookmark, and the rows behind the bookmark are as the last run left them; the next reconciling run reads it, or run `ferry run %s --reconcile` now",
+				s.Source.BookmarkColumn, s.Name)
+		} else {
+			say("incremental runs do not read it: its %s is older than the bookmark minus the %s overlap; the next reconciling run reads it, or run `ferry run %s --reconcile` now",
+				s.Source.BookmarkColumn, s.Source.Overlap.Duration, s.Name)
+		}
 	}
 	if n := ex.Next; n != nil {
 		what := "a run now"

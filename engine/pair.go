@@ -264,7 +264,7 @@ func (r *runner) readCopy(ctx context.Context, ids []string) ([]*record, error) 
 		return nil, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	sql, args := ps.sc.IDsSQL(ps.plan, nil)
+	sql, args := ps.sc.IDsSQL(ps.plan, nil, false)
 	return fetchRecords(ctx, tx, ps.sc, ps.sync.Name, sql, append([]any{ids}, args...)...)
 }
 

@@ -2,6 +2,9 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -34,6 +37,9 @@ type record struct {
 	rowHash string
 	// behind: a reconciling read found it behind the incremental range.
 	behind bool
+	// kept: read by id, it is in the window behind the bookmark that
+	// incremental runs skip while it is unchanged (checkWindow).
+	kept bool
 	// mayAdvance: read past the bookmark (not a retry), so the bookmark may
 	// move past it.
 	mayAdvance bool
@@ -52,11 +58,11 @@ func (r *runner) readAll(ctx context.Context, tx pgx.Tx, pages chan<- *page) err
 			return ctx.Err()
 		}
 	}
-	if r.opts.IDs != nil {
-		return r.readIDs(ctx, tx, r.opts.IDs, send)
-	}
 	if err := r.checkWindow(ctx, tx); err != nil {
 		return err
+	}
+	if r.opts.IDs != nil {
+		return r.readIDs(ctx, tx, r.opts.IDs, send)
 	}
 	sql, args := r.sc.ReadSQL(r.bookmark, r.reconcile, r.narrow, r.plan)
 	if _, err := tx.Exec(ctx, "DECLARE "+cursorName+" NO SCROLL CURSOR FOR "+sql, append([]any{pgx.QueryExecModeDescribeExec}, args...)...); err != nil {
@@ -153,7 +159,20 @@ func (r *runner) windowPrint(ctx context.Context, tx pgx.Tx, at string) (string,
 	if err := tx.QueryRow(ctx, sql, args...).Scan(&rows); err != nil {
 		return "", r.sc.Explain(err, 0)
 	}
-	return rows + " " + r.finger, nil
+	return rows + " " + r.finger + " " + r.scopePrint(), nil
+}
+
+// scopePrint fingerprints what shapes the scope rows besides the
+// configuration fingerprint: the scope query, the delete flag and the
+// mode. Changing one reads the window again.
+func (r *runner) scopePrint() string {
+	b, _ := json.Marshal(struct {
+		SQL    string
+		Mode   any
+		Delete any
+	}{r.sc.SQL(), r.s.Mode, r.s.Delete})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
 }
 
 // serverMajor is the warehouse's major version, 0 when unknown.
@@ -169,7 +188,7 @@ func (r *runner) readIDs(ctx context.Context, tx pgx.Tx, ids []string, send func
 	size := r.s.Source.PageSize
 	for start := 0; start < len(ids); start += size {
 		chunk := ids[start:min(start+size, len(ids))]
-		sql, args := r.sc.IDsSQL(r.plan, r.bookmark)
+		sql, args := r.sc.IDsSQL(r.plan, r.bookmark, r.narrow)
 		recs, err := r.fetch(ctx, tx, sql, append([]any{chunk}, args...)...)
 		if err != nil {
 			return err
@@ -236,6 +255,8 @@ func fetchRecords(ctx context.Context, tx pgx.Tx, sc *scope.Scope, name, sql str
 				rec.rowHash, _ = v.(string)
 			case name == "__ferry_behind":
 				rec.behind, _ = v.(bool)
+			case name == "__ferry_kept":
+				rec.kept, _ = v.(bool)
 			case strings.HasPrefix(name, "__ferry_rel_"):
 				k, _ := strconv.Atoi(strings.TrimPrefix(name, "__ferry_rel_"))
 				rec.rels[k] = textOrNil(v)

@@ -255,7 +255,7 @@ func (r *runner) report(items []*item) Counts {
 		if r.opts.Samples > 0 && r.samples(it.decision) < r.opts.Samples {
 			rep := RecordReport{
 				SourceID: it.id, Source: it.rec.values, Mapped: it.mapped, Payload: it.payload, Decision: it.decision,
-				TargetID: it.targetID, Reason: r.e.redact.Redact(it.reason), Printed: it.printed, LinkState: it.link.Status, Behind: it.rec.behind,
+				TargetID: it.targetID, Reason: r.e.redact.Redact(it.reason), Printed: it.printed, LinkState: it.link.Status, Behind: it.rec.behind || it.rec.kept, Kept: it.rec.kept,
 			}
 			if it.decision == DecideUpdate && it.link.Payload != nil {
 				rep.Changes = changes(it.link.Payload, it.payload)

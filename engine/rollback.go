@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ferry-sync/ferry/engine/internal/linktable"
+	"github.com/jackc/pgx/v5"
 )
 
 // RollbackOptions narrow a rollback.
@@ -78,6 +79,12 @@ func (r *runner) rollback(ctx context.Context, opts RollbackOptions) error {
 	}
 	if len(sources) == 0 {
 		return nil
+	}
+	// The records it deletes are to be inserted again by the next run: it
+	// must read the window behind the bookmark, not skip it as unchanged.
+	err = r.fenced(ctx, func(tx pgx.Tx) error { return r.e.q.WithTx(tx).BookmarkForgetWindow(ctx, s.Name) })
+	if err != nil {
+		return fmt.Errorf("sync %s: forgetting the window behind the bookmark: %w", s.Name, err)
 	}
 	if r.target, err = r.e.openTarget(ctx, r.p, s.Target.Connection); err != nil {
 		return fmt.Errorf("sync %s: %w", s.Name, err)

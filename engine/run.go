@@ -179,6 +179,10 @@ type RecordReport struct {
 	// Behind: its stamp is older than the bookmark minus the overlap, so
 	// incremental runs do not read it (only reconciling ones).
 	Behind bool `json:"behind,omitempty"`
+	// Kept: its stamp is in the window behind the bookmark, which
+	// incremental runs skip while it is as the last run left it: an edit
+	// that kept its stamp waits for a reconciling run.
+	Kept bool `json:"kept,omitempty"`
 	// Changes are what an update would change: each field whose new value
 	// differs from the last payload written (plans and tests).
 	Changes []FieldChange `json:"changes,omitempty"`
@@ -345,6 +349,9 @@ type runner struct {
 	window     string
 	narrow     bool
 	windowNext *queries.BookmarkSetWindowParams
+	// held: a record was not sent (the target would not take it for now),
+	// so the bookmark stays before it for the rest of the run.
+	held bool
 	// recordedBookmark is written by the recorder goroutine and read once it
 	// has stopped.
 	recordedBookmark string
@@ -485,7 +492,7 @@ func (r *runner) body(ctx context.Context) (runErr error) {
 	if err == nil && writes && r.res.Status != RunStopped {
 		err = r.noteWholeRead(ctx)
 	}
-	if err == nil && writes && r.res.Status != RunStopped && !r.halted() {
+	if err == nil && writes && r.res.Status != RunStopped && !r.halted() && !r.held {
 		err = r.noteWindow(ctx)
 	}
 	if err == nil && writes {
@@ -618,6 +625,8 @@ func (r *runner) prepare(ctx context.Context) error {
 			if r.reconcile, err = r.reconcileDue(ctx); err != nil {
 				return err
 			}
+		}
+		if r.bookmark != nil {
 			w, err := r.e.q.BookmarkWindow(ctx, s.Name)
 			if err != nil {
 				return fmt.Errorf("sync %s: reading the window behind the bookmark: %w", s.Name, err)

@@ -203,7 +203,7 @@ func (w *writer) finishReady(ctx context.Context) {
 func (w *writer) finish(wp *writePage) {
 	r := w.r
 	if wp.tail != nil {
-		if w.stop == nil && r.res.Status != RunStopped && !r.halted() {
+		if w.stop == nil && r.res.Status != RunStopped && !r.halted() && !r.held {
 			w.rec.submit(&pageOutcome{bookmark: wp.tail})
 		}
 		return
@@ -220,8 +220,17 @@ func (w *writer) finish(wp *writePage) {
 	// committed: a page the warehouse failed to record did not happen.
 	out.counts = r.report(dp.items)
 	out.counts.Invalid += dp.nullIDs
-	if wp.writeErr == nil {
+	if wp.writeErr == nil && !r.held {
 		out.bookmark = r.nextBookmark(dp.recs, dp.items)
+	}
+	// A record not sent is untouched (no link row says it needs a retry):
+	// the bookmark stops before it, and no later page nor the tail may move
+	// it on, or the next run would start past it.
+	for _, it := range dp.items {
+		if it.decision == DecideNotSent {
+			r.held = true
+			break
+		}
 	}
 
 	w.rec.submit(out)
@@ -381,7 +390,7 @@ func (r *runner) describeWriteError(c connector.Change, err *connector.Error) st
 	msg := fmt.Sprintf("%s %s refused source id %s: %s", what, r.s.Target.Object, c.SourceID, err.Error())
 	switch err.Class {
 	case connector.NotFound:
-		msg += fmt.Sprintf("; the target record is gone: delete the row of source id %s from link_tables.%s to insert it again", c.SourceID, r.s.Name)
+		msg += fmt.Sprintf("; the target record is gone: to insert it again, clear its target id (UPDATE link_tables.%s SET target_id = NULL, status = 'error' WHERE source_id = '%s'): the next run retries it", r.s.Name, c.SourceID)
 	case connector.Ambiguous:
 		if _, finds := r.target.(connector.Finder); finds && len(r.s.Target.MatchOn) > 0 {
 			msg += fmt.Sprintf("; the target may have applied it: the next run looks it up by %s before sending anything again", strings.Join(r.s.Target.MatchOn, ", "))

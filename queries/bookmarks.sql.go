@@ -10,6 +10,16 @@ import (
 	"time"
 )
 
+const bookmarkForgetWindow = `-- name: BookmarkForgetWindow :exec
+UPDATE ferry.bookmarks SET window_at = NULL, window_print = NULL WHERE sync = $1
+`
+
+// Forgets the window's fingerprint: the next run reads the window again.
+func (q *Queries) BookmarkForgetWindow(ctx context.Context, sync string) error {
+	_, err := q.db.Exec(ctx, bookmarkForgetWindow, sync)
+	return err
+}
+
 const bookmarkGet = `-- name: BookmarkGet :one
 SELECT value FROM ferry.bookmarks WHERE sync = $1
 `

@@ -25,3 +25,7 @@ SELECT window_at, window_print FROM ferry.bookmarks WHERE sync = @sync;
 -- Notes the window's fingerprint, while the bookmark is still @at.
 UPDATE ferry.bookmarks SET window_at = @at::text, window_print = @print::text
 WHERE sync = @sync AND value = @at::text;
+
+-- name: BookmarkForgetWindow :exec
+-- Forgets the window's fingerprint: the next run reads the window again.
+UPDATE ferry.bookmarks SET window_at = NULL, window_print = NULL WHERE sync = @sync;

@@ -360,7 +360,7 @@ func (sc *Scope) ReadSQL(from *string, reconcile, narrow bool, p Plan) (string, 
 		case from != nil && narrow && !reconcile:
 			args = []any{*from}
 			after = "$1"
-			where = append(where, fmt.Sprintf("%s > $1::text::%s", bm, sc.Bookmark.Type))
+			where = append(where, fmt.Sprintf("(%s %s $1::text::%s OR %s IS NULL)", bm, sc.pastOp(), sc.Bookmark.Type, bm))
 		case from != nil:
 			var start string
 			start, args = sc.start(from, 1)
@@ -401,7 +401,8 @@ ORDER BY %s`, sc.selectList("q", after, true), outerBehind, sc.countExpr(), sc.r
 
 // WindowSQL fingerprints the window an incremental read from the bookmark
 // at reads behind it: the rows stamped from at minus the overlap through at
-// itself, and those without a stamp. The fingerprint is their count and
+// itself (rows without a stamp are read by every run anyway). The
+// fingerprint is their count and
 // the sum of a 64-bit hash of each row's id, stamp and parents' target
 // ids: a row committed late
 // into the window, re-stamped into or out of it, or gone from it changes
@@ -435,7 +436,18 @@ func (sc *Scope) WindowSQL(at string, recordHash bool, p Plan) (string, []any) {
 		hash = fmt.Sprintf("hashtextextended(%s, 0)", strings.Join(texts, " || '|' || "))
 	}
 	return fmt.Sprintf(`SELECT count(*)::text || ':' || coalesce(sum(%[1]s), 0)::text
-FROM %[2]s WHERE (%[3]s >= %[4]s AND %[3]s <= $1::text::%[5]s) OR %[3]s IS NULL`, hash, sc.from(p, false), bm, start, sc.Bookmark.Type), args
+FROM %[2]s WHERE %[3]s >= %[4]s AND %[3]s <= $1::text::%[5]s`, hash, sc.from(p, false), bm, start, sc.Bookmark.Type), args
+}
+
+// pastOp is how a read that skips the window compares stamps with the
+// bookmark: past it, or, for dates, also on its day. A date stamps every
+// edit of a day alike, so the rows tied with the bookmark are read by
+// every run, as they were before the window was skipped.
+func (sc *Scope) pastOp() string {
+	if sc.Bookmark.OID == pgtype.DateOID {
+		return ">="
+	}
+	return ">"
 }
 
 // hashable says whether WindowSQL hashes ids or stamps of a type as they are.
@@ -474,14 +486,21 @@ func (sc *Scope) TailSQL(from *string) (string, []any) {
 
 // IDsSQL builds the query that reads given source ids (retries, tests).
 // With a stored bookmark, it flags the rows incremental reads do not reach.
-func (sc *Scope) IDsSQL(p Plan, from *string) (string, []any) {
+//
+// narrow says incremental runs skip the window behind the bookmark (it is
+// unchanged): a row in it is flagged as kept (its edit kept its stamp).
+func (sc *Scope) IDsSQL(p Plan, from *string, narrow bool) (string, []any) {
 	id := "s." + sqlident.Ident(sc.ID.Name)
 	list := sc.selectList("s", "", false) + ", " + sc.rowHash(p) + " AS __ferry_rh"
 	var args []any
 	if from != nil && sc.Bookmark != nil {
 		var start string
 		start, args = sc.start(from, 2)
-		list += fmt.Sprintf(", coalesce(s.%s < %s, false) AS __ferry_behind", sqlident.Ident(sc.Bookmark.Name), start)
+		bm := "s." + sqlident.Ident(sc.Bookmark.Name)
+		list += fmt.Sprintf(", coalesce(%s < %s, false) AS __ferry_behind", bm, start)
+		if narrow {
+			list += fmt.Sprintf(", coalesce(%s >= %s AND NOT %s %s $2::text::%s, false) AS __ferry_kept", bm, start, bm, sc.pastOp(), sc.Bookmark.Type)
+		}
 	}
 	return fmt.Sprintf("SELECT %s FROM %s WHERE %s = ANY($1::text[]::%s[]) ORDER BY %s",
 		list, sc.from(p, false), id, sc.ID.Type, id), args
