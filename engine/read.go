@@ -123,7 +123,7 @@ func (r *runner) readAll(ctx context.Context, tx pgx.Tx, pages chan<- *page) err
 // window holds every re-stamped row, and reading it again on every run
 // (even to find it unchanged in the warehouse) cost seconds a million rows.
 func (r *runner) checkWindow(ctx context.Context, tx pgx.Tx) error {
-	if r.window == "" || r.bookmark == nil || r.reconcile || r.sc.Bookmark == nil || !r.s.IsIncremental() {
+	if r.window == "" || r.bookmark == nil || r.reconcile || r.sc.Bookmark == nil || !r.s.IsIncremental() || !r.skipsWindow() {
 		return nil
 	}
 	now, err := r.windowPrint(ctx, tx, *r.bookmark)
@@ -138,7 +138,7 @@ func (r *runner) checkWindow(ctx context.Context, tx pgx.Tx) error {
 // printWindow fingerprints, in the run's snapshot, the window behind the
 // stamp at the bookmark moves to (see noteWindow).
 func (r *runner) printWindow(ctx context.Context, tx pgx.Tx, at string) error {
-	if r.opts.DryRun || r.opts.IDs != nil || r.sc.Bookmark == nil {
+	if r.opts.DryRun || r.opts.IDs != nil || r.sc.Bookmark == nil || !r.skipsWindow() {
 		return nil
 	}
 	print, err := r.windowPrint(ctx, tx, at)
@@ -147,6 +147,16 @@ func (r *runner) printWindow(ctx context.Context, tx pgx.Tx, at string) error {
 	}
 	r.windowNext = &queries.BookmarkSetWindowParams{Sync: r.s.Name, At: at, Print: print}
 	return nil
+}
+
+// skipsWindow says whether the sync's scope is a table, the only scope the
+// window is fingerprinted for. The fingerprint evaluates the scope over the
+// window once more (twice in a run that moves the bookmark): on a table
+// that is a range of the stamp's index, but a query the warehouse cannot
+// filter by the stamp before it has computed it (an aggregate, say) would
+// be computed whole each time, costing more than the window it skips.
+func (r *runner) skipsWindow() bool {
+	return r.s.Source.Table != ""
 }
 
 // windowPrint is the fingerprint of the window behind the bookmark at (see

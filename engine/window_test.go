@@ -45,26 +45,40 @@ func TestWindowKeepsReadingNullStampedRows(t *testing.T) {
 func TestWindowKeepsReadingTiesOfADateBookmark(t *testing.T) {
 	t.Parallel()
 	s := noReconcile(t, companiesSync())
-	s.Source.Table = ""
-	s.Source.Query = `SELECT id, name, vat, _sdc_batched_at::date AS day FROM crm.companies`
-	s.Source.IDColumn = "id"
+	s.Source.Table = "crm.daily"
 	s.Source.BookmarkColumn = "day"
 	b := setup(t, s)
-	b.exec(`INSERT INTO crm.companies (id, name, vat, _sdc_batched_at) VALUES (1, 'a', 'V1', timestamptz '2026-06-01 08:00+00'), (2, 'b', 'V2', timestamptz '2026-06-01 09:00+00')`)
+	b.exec(`CREATE TABLE crm.daily (id bigint PRIMARY KEY, name text, vat text, day date NOT NULL)`)
+	b.exec(`INSERT INTO crm.daily VALUES (1, 'a', 'V1', '2026-06-01'), (2, 'b', 'V2', '2026-06-01')`)
 	require.Equal(t, int64(2), b.run("companies").Counts.Inserted)
-	b.run("companies")
+	require.True(t, b.run("companies").WindowUnchanged)
 	// Edited later the same day: the day stays 2026-06-01.
-	b.exec(`UPDATE crm.companies SET name = 'a, edited', _sdc_batched_at = timestamptz '2026-06-01 15:00+00' WHERE id = 1`)
+	b.exec(`UPDATE crm.daily SET name = 'a, edited' WHERE id = 1`)
 	res := b.run("companies")
 	assert.Equal(t, int64(1), res.Counts.Updated, "same-day edit at the bookmark (a tie, read by >=)")
 	// Next day, another row: the bookmark moves on.
-	b.exec(`INSERT INTO crm.companies (id, name, vat, _sdc_batched_at) VALUES (3, 'c', 'V3', timestamptz '2026-06-02 08:00+00')`)
+	b.exec(`INSERT INTO crm.daily VALUES (3, 'c', 'V3', '2026-06-02')`)
 	b.run("companies")
 	names := map[string]bool{}
 	for _, r := range b.target.Records("partners") {
 		names[r["name"].(string)] = true
 	}
 	assert.True(t, names["a, edited"], "never synced: %v", names)
+}
+
+// A scope query is not fingerprinted: its window is read by every run.
+func TestWindowOfAScopeQueryIsReadEveryRun(t *testing.T) {
+	t.Parallel()
+	s := noReconcile(t, companiesSync())
+	s.Source.Table = ""
+	s.Source.Query = "SELECT id, name, vat, _sdc_batched_at FROM crm.companies"
+	b := setup(t, s)
+	b.exec(`INSERT INTO crm.companies (id, name, vat, _sdc_batched_at) SELECT g, 'C' || g, 'V' || g, timestamptz '2026-06-01 00:00:00+00' FROM generate_series(1, 5) g`)
+	b.run("companies")
+	b.exec(`UPDATE crm.companies SET name = 'edited' WHERE id = 2`)
+	res := b.run("companies")
+	assert.False(t, res.WindowUnchanged)
+	assert.Equal(t, int64(1), res.Counts.Updated, "an edit that kept its stamp, in the window: read")
 }
 
 // throttled answers 429 (past the retry budget) for one record, per item,
