@@ -123,8 +123,8 @@ func (r *runner) readAll(ctx context.Context, tx pgx.Tx, pages chan<- *page) err
 // window holds every re-stamped row, and reading it again on every run
 // (even to find it unchanged in the warehouse) cost seconds a million rows.
 func (r *runner) checkWindow(ctx context.Context, tx pgx.Tx) error {
-	if r.window == "" || r.bookmark == nil || r.reconcile || r.sc.Bookmark == nil || !r.s.IsIncremental() || !r.skipsWindow() {
-		return nil
+	if r.window == "" || r.reconcile {
+		return nil // no fingerprint noted at this bookmark (prepare), or a whole read
 	}
 	now, err := r.windowPrint(ctx, tx, *r.bookmark)
 	if err != nil {

@@ -626,7 +626,7 @@ func (r *runner) prepare(ctx context.Context) error {
 				return err
 			}
 		}
-		if r.bookmark != nil {
+		if r.bookmark != nil && r.skipsWindow() {
 			w, err := r.e.q.BookmarkWindow(ctx, s.Name)
 			if err != nil {
 				return fmt.Errorf("sync %s: reading the window behind the bookmark: %w", s.Name, err)

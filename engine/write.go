@@ -14,6 +14,7 @@ import (
 	"github.com/ferry-sync/ferry/engine/internal/lease"
 	"github.com/ferry-sync/ferry/engine/internal/linktable"
 	"github.com/ferry-sync/ferry/engine/project"
+	"github.com/ferry-sync/ferry/internal/sqlident"
 	"github.com/ferry-sync/ferry/queries"
 )
 
@@ -390,7 +391,7 @@ func (r *runner) describeWriteError(c connector.Change, err *connector.Error) st
 	msg := fmt.Sprintf("%s %s refused source id %s: %s", what, r.s.Target.Object, c.SourceID, err.Error())
 	switch err.Class {
 	case connector.NotFound:
-		msg += fmt.Sprintf("; the target record is gone: to insert it again, clear its target id (UPDATE link_tables.%s SET target_id = NULL, status = 'error' WHERE source_id = '%s'): the next run retries it", r.s.Name, c.SourceID)
+		msg += fmt.Sprintf("; the target record is gone: to insert it again, clear its target id (UPDATE %s SET target_id = NULL, status = 'error' WHERE source_id = %s): the next run retries it", r.lt.Ident, sqlident.Literal(c.SourceID))
 	case connector.Ambiguous:
 		if _, finds := r.target.(connector.Finder); finds && len(r.s.Target.MatchOn) > 0 {
 			msg += fmt.Sprintf("; the target may have applied it: the next run looks it up by %s before sending anything again", strings.Join(r.s.Target.MatchOn, ", "))

@@ -179,12 +179,9 @@ func (b *budget) pace(ctx context.Context) bool {
 	if d == 0 {
 		return true
 	}
-	at := time.Now().Add(d)
-	if step := paceStep.Nanoseconds(); step > 0 {
-		n := at.UnixNano()
-		at = time.Unix(0, (n+step-1)/step*step)
-	}
-	t := time.NewTimer(time.Until(at))
+	step := paceStep.Nanoseconds()
+	due := time.Now().Add(d).UnixNano()
+	t := time.NewTimer(time.Until(time.Unix(0, (due+step-1)/step*step)))
 	defer t.Stop()
 	select {
 	case <-t.C:

@@ -402,12 +402,11 @@ ORDER BY %s`, sc.selectList("q", after, true), outerBehind, sc.countExpr(), sc.r
 // WindowSQL fingerprints the window an incremental read from the bookmark
 // at reads behind it: the rows stamped from at minus the overlap through at
 // itself (rows without a stamp are read by every run anyway). The
-// fingerprint is their count and
-// the sum of a 64-bit hash of each row's id, stamp and parents' target
-// ids: a row committed late
-// into the window, re-stamped into or out of it, or gone from it changes
-// it. A change of content that keeps the stamp does not; incremental reads
-// never promise to see those (reconciling reads do).
+// fingerprint is their count and the sum of a 64-bit hash of each row's id,
+// stamp and parents' target ids: a row committed late into the window,
+// re-stamped into or out of it, or gone from it changes it. A change of
+// content that keeps the stamp does not; incremental reads never promise to
+// see those (reconciling reads do).
 //
 // recordHash says the warehouse has hash_record_extended (PostgreSQL 14):
 // hashing the two values as they are, without their text forms, halves
